@@ -1,0 +1,138 @@
+"""The per-step health statistics: names, and their host-side summary.
+
+The step (``guardtrain/step.py``) computes only sums of squares and counts per variable on
+the device — the cheapest exact form — and ships them to the host once per chunk. Here,
+in NumPy, they become the columns of DESIGN §3. Keeping this part pure means every figure
+the guard reads is checked in milliseconds against an independent computation.
+
+Pure module: NumPy only, no TensorFlow, no Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["STAT_COLUMNS", "VarLayout", "summarise_chunk"]
+
+#: The statistics of one step, in history order (DESIGN §3).
+STAT_COLUMNS: tuple[str, ...] = (
+    "loss",
+    "grad_norm_min", "grad_norm_mean", "grad_norm_max", "grad_norm_argmin",
+    "update_norm", "weight_norm", "update_ratio",
+    "layer_ratio_min", "layer_ratio_median", "layer_ratio_max",
+    "grad_first", "grad_last",
+    "zero_grad_fraction",
+    "finite",
+)
+
+#: Extra per-step array handed to the guard (not a history column): each replica's own
+#: gradient norm, shape ``[steps, replicas]``, replicas in global order.
+REPLICA_NORMS = "grad_norm_replicas"
+
+# A weight norm of exactly 0 (all-zero init) would make the ratio undefined; this floor
+# keeps it finite and huge instead, which is what such a first step is.
+_EPS = 1e-12
+
+
+@dataclasses.dataclass(frozen=True)
+class VarLayout:
+    """How the trainable variables group into layers.
+
+    Args:
+        layer_of_var: for each trainable variable, the index of its layer (0 = first).
+        var_sizes: number of entries in each trainable variable.
+        layer_names: name of each layer, in order.
+    """
+
+    layer_of_var: tuple[int, ...]
+    var_sizes: tuple[int, ...]
+    layer_names: tuple[str, ...]
+
+    @property
+    def num_vars(self) -> int:
+        return len(self.layer_of_var)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layer_names)
+
+    def per_layer(self, per_var: np.ndarray) -> np.ndarray:
+        """Sums ``[..., V]`` per-variable figures into ``[..., L]`` per-layer figures."""
+        out = np.zeros(per_var.shape[:-1] + (self.num_layers,), dtype=np.float64)
+        for v, layer in enumerate(self.layer_of_var):
+            out[..., layer] += per_var[..., v]
+        return out
+
+
+def summarise_chunk(replica: np.ndarray, shared: np.ndarray, layout: VarLayout
+                    ) -> dict[str, np.ndarray]:
+    """Turns the raw figures of one chunk into the §3 columns.
+
+    Args:
+        replica: ``[steps, replicas, 1 + 2V]``, per replica: the loss of the step as the
+            replica saw it (its local mean loss already divided by the replica count, as
+            Keras scales it under a strategy), then the sum of squares of each variable's
+            gradient of that scaled loss, then the count of exactly-zero gradient entries
+            per variable.
+        shared: ``[steps, 2V]``, the same on every replica: the sum of squares of each
+            variable's update ``w_t - w_{t-1}``, then of each variable before the step.
+        layout: the variable-to-layer grouping.
+
+    Returns:
+        A dict of the ``STAT_COLUMNS`` (each ``[steps]``) plus ``REPLICA_NORMS``.
+    """
+    replica = np.asarray(replica, dtype=np.float64)
+    shared = np.asarray(shared, dtype=np.float64)
+    v = layout.num_vars
+    n_rep = replica.shape[1]
+    scaled_loss = replica[:, :, 0]
+    grad_sq = replica[:, :, 1:1 + v]
+    zeros = replica[:, :, 1 + v:1 + 2 * v]
+    update_sq = shared[:, :v]
+    weight_sq = shared[:, v:2 * v]
+
+    # Gradients are of the loss divided by the replica count: multiply back so a norm
+    # does not change with the number of replicas (DESIGN §3).
+    rep_norms = n_rep * np.sqrt(grad_sq.sum(axis=-1))
+    layer_grad = n_rep * np.sqrt(layout.per_layer(grad_sq))          # [steps, R, L]
+    layer_update = np.sqrt(layout.per_layer(update_sq))              # [steps, L]
+    layer_weight = np.sqrt(layout.per_layer(weight_sq))
+    layer_ratio = layer_update / np.maximum(layer_weight, _EPS)
+    update_norm = np.sqrt(update_sq.sum(axis=-1))
+    weight_norm = np.sqrt(weight_sq.sum(axis=-1))
+    loss = scaled_loss.sum(axis=-1)
+    total_entries = float(sum(layout.var_sizes)) * n_rep
+    with np.errstate(invalid="ignore"):
+        finite = (np.isfinite(loss) & np.isfinite(rep_norms).all(axis=-1)
+                  & np.isfinite(update_norm) & np.isfinite(weight_norm))
+    return {
+        "loss": loss,
+        "grad_norm_min": rep_norms.min(axis=-1),
+        "grad_norm_mean": rep_norms.mean(axis=-1),
+        "grad_norm_max": rep_norms.max(axis=-1),
+        "grad_norm_argmin": np.argmin(np.nan_to_num(rep_norms, nan=np.inf), axis=-1
+                                      ).astype(np.int64),
+        "update_norm": update_norm,
+        "weight_norm": weight_norm,
+        "update_ratio": update_norm / np.maximum(weight_norm, _EPS),
+        "layer_ratio_min": layer_ratio.min(axis=-1),
+        "layer_ratio_median": np.median(layer_ratio, axis=-1),
+        "layer_ratio_max": layer_ratio.max(axis=-1),
+        # Mean over replicas of each replica's own first/last-layer norm: exact on one
+        # replica, and needs no extra communication on many.
+        "grad_first": layer_grad[:, :, 0].mean(axis=-1),
+        "grad_last": layer_grad[:, :, -1].mean(axis=-1),
+        "zero_grad_fraction": zeros.sum(axis=(1, 2)) / max(total_entries, 1.0),
+        "finite": finite,
+        REPLICA_NORMS: rep_norms,
+    }
+
+
+def concat_chunks(chunks: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Joins consecutive chunk summaries (e.g. to form the guard's window)."""
+    if not chunks:
+        return {}
+    return {k: np.concatenate([c[k] for c in chunks], axis=0) for k in chunks[0]}
