@@ -1,0 +1,48 @@
+"""guardtrain: guarded Keras training on ``tf.distribute``, in-process or on Ray workers.
+
+``import guardtrain as gt``. The pure parts (errors, configs) import no TensorFlow; the
+verbs that train import it when first used, so ``guardtrain.errors`` stays cheap to load.
+"""
+
+from guardtrain.config import LaunchConfig
+from guardtrain.errors import (
+    ConfigError,
+    GuardtrainError,
+    InputSpecError,
+    LaunchError,
+    Problem,
+    RescueExhaustedError,
+    UnhealthyTrainingError,
+)
+
+__version__ = "0.1.0"
+
+# Public names that need TensorFlow, pyarrow or Ray, loaded on first use.
+_LAZY = {
+    "fit": "guardtrain.training",
+    "Result": "guardtrain.result",
+    "load_history": "guardtrain.history",
+    "split_cpu": "guardtrain.devices",
+}
+
+__all__ = [
+    "ConfigError",
+    "GuardtrainError",
+    "InputSpecError",
+    "LaunchConfig",
+    "LaunchError",
+    "Problem",
+    "RescueExhaustedError",
+    "UnhealthyTrainingError",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'guardtrain' has no attribute {name!r}")

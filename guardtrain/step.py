@@ -1,0 +1,174 @@
+"""The inner loop: many training steps in one ``tf.function`` call, with their statistics.
+
+One call of ``StepRunner.run(iterator, n)`` runs ``n`` optimizer steps on the strategy and
+returns the raw figures of every step (see ``stats.summarise_chunk``). Costs, in order:
+
+- the step itself is Keras's ``train_step`` (forward, loss, gradients, ``apply_gradients``,
+  metrics) — nothing is changed in what the optimizer sees;
+- per step and per trainable variable, a few reductions over the gradient and the weight
+  (sum of squares, zero count, update) — work that grows with the model but stays on the
+  device, with no extra copy of the gradients;
+- no cross-replica communication for statistics inside the chunk: each replica's figures
+  are read from its local result and stacked in a ``tf.TensorArray``; on several workers
+  they are gathered once per chunk, at its end;
+- one host sync per chunk, when the caller converts the stacked result to NumPy.
+
+``n`` is passed as a tensor, so every chunk length reuses one trace. A new optimizer
+needs a new trace (an already-traced step would silently keep the old one): call
+``rebuild()``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from guardtrain.stats import VarLayout
+
+__all__ = ["StepRunner", "var_layout"]
+
+logger = logging.getLogger(__name__)
+
+
+def var_layout(model: keras.Model) -> VarLayout:
+    """Groups the model's trainable variables by the layer that owns them, in order."""
+    owner: dict[int, int] = {}
+    names: list[str] = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        own = [v for v in layer._trainable_variables] if hasattr(layer, "_trainable_variables") \
+            else []
+        if not own:
+            continue
+        index = len(names)
+        names.append(layer.name)
+        for v in own:
+            owner.setdefault(id(v), index)
+    layer_of_var, sizes = [], []
+    for v in model.trainable_variables:
+        if id(v) not in owner:  # a variable created directly on the model
+            owner[id(v)] = len(names)
+            names.append(v.path.rsplit("/", 1)[0] or model.name)
+        layer_of_var.append(owner[id(v)])
+        sizes.append(int(np.prod(v.shape)) if len(v.shape) else 1)
+    # Renumber layers in the order their variables appear, so layer 0 is the first layer
+    # that trains and the last index the last one.
+    order: dict[int, int] = {}
+    for layer in layer_of_var:
+        order.setdefault(layer, len(order))
+    return VarLayout(layer_of_var=tuple(order[i] for i in layer_of_var),
+                     var_sizes=tuple(sizes),
+                     layer_names=tuple(names[i] for i in order))
+
+
+def _first_input(x):
+    return next(t for t in tf.nest.flatten(x) if t is not None)
+
+
+class StepRunner:
+    """Runs chunks of training steps of ``model`` on ``strategy``.
+
+    Args:
+        model: a compiled Keras model whose variables live in ``strategy``'s scope.
+        strategy: the ``tf.distribute`` strategy.
+        collect_stats: ``False`` skips the per-variable figures (for benchmarks); only
+            the loss is returned then.
+
+    Example:
+
+    >>> runner = StepRunner(model, tf.distribute.get_strategy())   # doctest: +SKIP
+    >>> replica, shared = runner.run(iterator, 20)                 # doctest: +SKIP
+    """
+
+    def __init__(self, model: keras.Model, strategy, *, collect_stats: bool = True):
+        self.model = model
+        self.strategy = strategy
+        self.collect_stats = collect_stats
+        self.layout = var_layout(model)
+        self.trace_count = 0
+        self._num_workers = max(1, int(getattr(strategy.extended, "_num_workers", 1) or 1))
+        self._multi_worker = self._num_workers > 1
+        self._chunk_fn = None
+        self.rebuild()
+
+    # -- the step -----------------------------------------------------------------------
+    def _replica_step(self, data):
+        model, optimizer = self.model, self.model.optimizer
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            # Under a strategy Keras divides this by the replica count (PITFALLS 12);
+            # stats.summarise_chunk multiplies it back.
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                      training=True)
+            model._loss_tracker.update_state(
+                keras.src.losses.loss.unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(_first_input(x))[0])
+            scaled = optimizer.scale_loss(loss)
+        variables = model.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
+        if self.collect_stats:
+            # Read before the update: the weight norm is of w_{t-1}, the update w_t - w_{t-1}.
+            before = [tf.identity(v.value) for v in variables]
+        optimizer.apply_gradients(zip(grads, variables))
+        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        loss32 = tf.cast(loss, tf.float32)
+        if not self.collect_stats:
+            return tf.reshape(loss32, [1]), tf.zeros([0], tf.float32)
+        f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731 - mixed precision variables
+        grad_sq = [tf.reduce_sum(tf.square(f32(g))) for g in grads]
+        zeros = [f32(tf.size(g, out_type=tf.int64) - tf.math.count_nonzero(g)) for g in grads]
+        update_sq = [tf.reduce_sum(tf.square(f32(v.value) - f32(b)))
+                     for v, b in zip(variables, before)]
+        weight_sq = [tf.reduce_sum(tf.square(f32(b))) for b in before]
+        replica = tf.stack([loss32] + grad_sq + zeros)
+        shared = tf.stack(update_sq + weight_sq)
+        return replica, shared
+
+    # -- the chunk ----------------------------------------------------------------------
+    def rebuild(self) -> None:
+        """Traces a fresh chunk function (after an optimizer switch)."""
+        strategy = self.strategy
+        n_local = strategy.num_replicas_in_sync // self._num_workers
+        v = self.layout.num_vars
+        width = 1 + 2 * v if self.collect_stats else 1
+        shared_width = 2 * v if self.collect_stats else 0
+
+        def chunk(iterator, n_steps):
+            self.trace_count += 1  # Python side effect: runs once per trace
+            rep_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_local, width])
+            sh_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[shared_width])
+            for i in tf.range(n_steps):
+                replica, shared = strategy.run(self._replica_step, args=(next(iterator),))
+                # Local results only: no communication on the per-step path.
+                rep_ta = rep_ta.write(i, tf.stack(strategy.experimental_local_results(replica)))
+                sh_ta = sh_ta.write(i, strategy.experimental_local_results(shared)[0])
+            stacked = rep_ta.stack()
+            if self._multi_worker:
+                stacked = self._gather_workers(stacked)
+            return stacked, sh_ta.stack()
+
+        self._chunk_fn = tf.function(chunk)
+
+    def _gather_workers(self, local):
+        """All workers' per-replica figures, in global replica order, once per chunk."""
+        strategy = self.strategy
+        parts = iter(range(strategy.num_replicas_in_sync // self._num_workers))
+
+        def value_fn(_ctx):
+            return local[:, next(parts)][None]  # [1, n, width] for this replica
+
+        per_replica = strategy.experimental_distribute_values_from_function(value_fn)
+        gathered = strategy.gather(per_replica, axis=0)  # [replicas, n, width]
+        return tf.transpose(gathered, [1, 0, 2])
+
+    def run(self, iterator, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Runs ``n_steps`` steps; returns ``(replica [n, R, 1+2V], shared [n, 2V])``.
+
+        The conversion to NumPy is the chunk's one host sync point.
+        """
+        replica, shared = self._chunk_fn(iterator, tf.constant(n_steps, tf.int32))
+        return replica.numpy(), shared.numpy()
