@@ -1,0 +1,180 @@
+"""The run directory's records: per-step history in Parquet and the events log.
+
+```
+run_dir/history/attempt-NNNN.parquet   one row per step of that attempt (HISTORY_SCHEMA)
+run_dir/events.jsonl                   checks, verdicts, decisions, restarts, one JSON a line
+```
+
+Every write goes to a dot-prefixed temp file in the same folder, then ``os.replace``: a
+reader (``pyarrow.parquet.read_table`` skips dot-files) never sees half a file, even when
+the writer dies mid-way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from guardtrain.stats import STAT_COLUMNS
+
+__all__ = ["HISTORY_SCHEMA", "HistoryWriter", "EventLog", "load_history", "load_events"]
+
+_F64 = {name: pa.float64() for name in STAT_COLUMNS}
+_F64["grad_norm_argmin"] = pa.int32()
+_F64["finite"] = pa.bool_()
+
+#: The schema of every history file, declared once. ``(attempt, step)`` is a row's key.
+HISTORY_SCHEMA = pa.schema(
+    [pa.field("run_id", pa.string(), nullable=False),
+     pa.field("attempt", pa.int32(), nullable=False),
+     pa.field("step", pa.int64(), nullable=False),
+     pa.field("epoch", pa.int32(), nullable=False)]
+    + [pa.field(name, _F64[name]) for name in STAT_COLUMNS]
+    + [pa.field("learning_rate", pa.float64()),
+       pa.field("optimizer", pa.string()),
+       pa.field("verdict", pa.string())]
+)
+
+
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Calls ``write(temp_path)``, then renames the temp file onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class HistoryWriter:
+    """Collects the rows of every step and writes them per attempt.
+
+    Args:
+        run_dir: the run directory.
+        run_id: written in every row.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, run_id: str):
+        self.dir = Path(run_dir) / "history"
+        self.run_id = run_id
+        self._rows: dict[int, dict[str, list]] = {}
+        self._dirty: set[int] = set()
+
+    def append(self, *, attempt: int, steps: np.ndarray, epoch: np.ndarray | int,
+               stats: Mapping[str, np.ndarray], learning_rate: float, optimizer: str,
+               verdict: str) -> None:
+        """Adds the rows of one chunk."""
+        n = len(steps)
+        cols = self._rows.setdefault(attempt, {f.name: [] for f in HISTORY_SCHEMA})
+        cols["run_id"] += [self.run_id] * n
+        cols["attempt"] += [attempt] * n
+        cols["step"] += [int(s) for s in steps]
+        cols["epoch"] += list(np.broadcast_to(np.asarray(epoch, dtype=np.int64), (n,)).tolist())
+        for name in STAT_COLUMNS:
+            cols[name] += np.asarray(stats[name]).tolist()
+        cols["learning_rate"] += [float(learning_rate)] * n
+        cols["optimizer"] += [optimizer] * n
+        cols["verdict"] += [verdict] * n
+        self._dirty.add(attempt)
+
+    def relabel_last(self, attempt: int, n: int, verdict: str) -> None:
+        """Sets the verdict of the last ``n`` rows of ``attempt`` (judged after append)."""
+        rows = self._rows[attempt]["verdict"]
+        rows[len(rows) - n:] = [verdict] * n
+        self._dirty.add(attempt)
+
+    def table(self, attempt: int) -> pa.Table:
+        return pa.table(self._rows.get(attempt, {f.name: [] for f in HISTORY_SCHEMA}),
+                        schema=HISTORY_SCHEMA)
+
+    def flush(self) -> None:
+        """Writes every attempt file that changed since the last flush."""
+        for attempt in sorted(self._dirty):
+            table = self.table(attempt)
+            write_atomic(self.dir / f"attempt-{attempt:04d}.parquet",
+                         lambda tmp, t=table: pq.write_table(t, tmp))
+        self._dirty.clear()
+
+    def all_rows(self) -> pa.Table:
+        tables = [self.table(a) for a in sorted(self._rows)]
+        return pa.concat_tables(tables) if tables else HISTORY_SCHEMA.empty_table()
+
+    def state(self) -> dict[int, dict[str, list]]:
+        """The rows so far (to carry across a worker restart)."""
+        return self._rows
+
+    def restore(self, rows: dict[int, dict[str, list]]) -> None:
+        self._rows = {int(k): v for k, v in rows.items()}
+
+
+def load_history(run_dir: str | os.PathLike) -> pa.Table:
+    """Reads every attempt's history of a run, sorted by attempt then step.
+
+    Example:
+
+    >>> table = gt.load_history("guardtrain_runs/20261129-101500-ab12")  # doctest: +SKIP
+    >>> table.column("update_ratio")                                       # doctest: +SKIP
+    """
+    folder = Path(run_dir) / "history"
+    files = sorted(p for p in folder.glob("attempt-*.parquet")) if folder.is_dir() else []
+    if not files:
+        return HISTORY_SCHEMA.empty_table()
+    table = pa.concat_tables([pq.read_table(p, schema=HISTORY_SCHEMA) for p in files])
+    return table.sort_by([("attempt", "ascending"), ("step", "ascending")])
+
+
+class EventLog:
+    """``events.jsonl``: one JSON object a line, rewritten atomically on each event.
+
+    The log is small (checks, verdicts that matter, decisions), so a whole rewrite costs
+    less than a reader having to cope with a half-written last line.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, enabled: bool = True):
+        self.path = Path(run_dir) / "events.jsonl"
+        self.enabled = enabled
+        self.events: list[dict[str, Any]] = []
+
+    def add(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"event": kind, **fields}
+        self.events.append(event)
+        if self.enabled:
+            self.write()
+        return event
+
+    def write(self) -> None:
+        text = "".join(json.dumps(e, default=_jsonable) + "\n" for e in self.events)
+        write_atomic(self.path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "_asdict"):
+        return value._asdict()
+    import dataclasses
+
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def load_events(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Reads ``events.jsonl`` of a run."""
+    path = Path(run_dir) / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -1,0 +1,88 @@
+"""Turns what ``fit`` was given into a distributed iterator and a step count per epoch.
+
+Accepted, like ``model.fit``: NumPy arrays or dicts of them (``x``, ``y``), a batched
+``tf.data.Dataset`` of ``(x, y)`` or ``(x, y, sample_weight)``, a function
+``dataset_fn(input_context) -> tf.data.Dataset`` (batched per replica by the function,
+from ``input_context.get_per_replica_batch_size(batch_size)``), or a Parquet source
+(``gt.data.parquet``), read with pyarrow.
+
+Every dataset is repeated: an epoch is ``steps_per_epoch`` steps, and a rollback does not
+rewind the data — the next attempt simply goes on with fresh batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from guardtrain.errors import ConfigError
+
+__all__ = ["TrainData", "make_train_data"]
+
+
+@dataclasses.dataclass
+class TrainData:
+    """A distributed iterator and how many steps make an epoch."""
+
+    iterator: object
+    steps_per_epoch: int
+    num_samples: int | None
+
+
+def _options(dataset: tf.data.Dataset, *, autoshard: bool = True) -> tf.data.Dataset:
+    options = tf.data.Options()
+    # Autotune made the end of a run stall for seconds to minutes on small CPUs; a fixed
+    # prefetch is enough for a loop that runs many steps per call.
+    options.autotune.enabled = False
+    if not autoshard:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
+
+
+def _num_samples(x) -> int:
+    first = next(iter(x.values())) if isinstance(x, dict) else x
+    return int(len(first))
+
+
+def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuffle: bool,
+                    strategy, seed: int | None = None, presharded: bool = False) -> TrainData:
+    """Builds the training iterator on ``strategy``.
+
+    Args:
+        presharded: the arrays are already this worker's shard (Ray workers): do not let
+            ``tf.data`` shard them again.
+    """
+    if hasattr(x, "read_numpy"):          # gt.data.parquet(...): read with pyarrow here
+        x, y = x.read_numpy()
+    if callable(x) and not isinstance(x, tf.data.Dataset):
+        if steps_per_epoch is None:
+            raise ConfigError(
+                "fit(x=dataset_fn): expected steps_per_epoch, found None: a dataset function "
+                "has no length", code="GT102",
+                fix="pass steps_per_epoch=N (samples per epoch / global batch size)")
+        dist = strategy.distribute_datasets_from_function(
+            lambda ctx: _options(x(ctx).repeat()))
+        return TrainData(iter(dist), int(steps_per_epoch), None)
+    if isinstance(x, tf.data.Dataset):
+        n = steps_per_epoch
+        if n is None:
+            card = int(x.cardinality().numpy())
+            if card < 0:
+                raise ConfigError(
+                    "fit(x=dataset): expected a dataset of known length or steps_per_epoch, "
+                    f"found cardinality {card} (infinite or unknown)", code="GT102",
+                    fix="pass steps_per_epoch=N")
+            n = card
+        dist = strategy.experimental_distribute_dataset(_options(x.repeat().prefetch(2)))
+        return TrainData(iter(dist), int(n), None)
+    # NumPy arrays or dicts of arrays.
+    total = _num_samples(x)
+    ds = tf.data.Dataset.from_tensor_slices((x, y) if y is not None else (x,))
+    if shuffle:
+        ds = ds.shuffle(total, seed=seed, reshuffle_each_iteration=True)
+    ds = _options(ds.batch(batch_size).repeat().prefetch(2), autoshard=not presharded)
+    n = steps_per_epoch or max(1, math.ceil(total / batch_size))
+    return TrainData(iter(strategy.experimental_distribute_dataset(ds)), int(n), total)

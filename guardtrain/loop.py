@@ -1,0 +1,220 @@
+"""The outer loop: epochs of chunks, Keras callbacks, history, and the supervisor's hook.
+
+Reads top to bottom like ``model.fit``::
+
+    on_train_begin
+    for each epoch:                       on_epoch_begin
+        while steps remain in the epoch:  on_train_batch_begin(first step of the chunk)
+            run one chunk (StepRunner)    <- one host sync
+            summarise its statistics      (NumPy)
+            supervisor.after_chunk(...)   <- the guard judges, the rescue acts
+            record the rows               (history)
+                                          on_train_batch_end(last step, logs)
+        validation (model.evaluate)       on_test_*  (Keras's own)
+                                          on_epoch_end(epoch, logs)
+    on_train_end
+
+The supervisor owns attempts: it may roll the loop back to a snapshot (``rewind``), which
+moves ``step``, ``epoch`` and the position in the epoch back with the weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Protocol
+
+import keras
+import numpy as np
+
+from guardtrain.history import EventLog, HistoryWriter
+from guardtrain.snapshot import Snapshot
+from guardtrain.stats import summarise_chunk
+from guardtrain.step import StepRunner
+
+__all__ = ["TrainLoop", "Supervisor", "Unsupervised"]
+
+logger = logging.getLogger(__name__)
+
+
+class Supervisor(Protocol):
+    """What the loop calls after every chunk (the guard and rescue plug in here)."""
+
+    def begin(self, loop: "TrainLoop") -> None: ...
+
+    def after_chunk(self, loop: "TrainLoop", stats: dict[str, np.ndarray]) -> str:
+        """Judges the chunk, may act on the loop; returns the verdict label for its rows."""
+
+    def end(self, loop: "TrainLoop") -> None: ...
+
+
+class Unsupervised:
+    """No guard: every chunk is recorded as ``unjudged``."""
+
+    verdict = "healthy"
+    attempts: list = []
+
+    def begin(self, loop):
+        pass
+
+    def after_chunk(self, loop, stats):
+        return "unjudged"
+
+    def end(self, loop):
+        pass
+
+
+@dataclasses.dataclass
+class Position:
+    """Where the run is: the optimizer step the weights are at, and the epoch."""
+
+    step: int = 0
+    epoch: int = 0
+    step_in_epoch: int = 0
+
+
+class TrainLoop:
+    """Runs epochs of guarded chunks on a model already placed in its strategy's scope.
+
+    Args:
+        model: compiled, built, optimizer built, in ``strategy.scope()``.
+        strategy: the ``tf.distribute`` strategy.
+        data: a ``TrainData`` (iterator and steps per epoch).
+        epochs: number of epochs.
+        steps_per_loop: steps per ``tf.function`` call (one host sync each).
+        callbacks: Keras callbacks.
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        validation_data: passed to ``model.evaluate`` at each epoch end.
+        history: where step rows go; events: the events log.
+        supervisor: the guard/rescue hook (``Unsupervised`` when the guard is off).
+        is_chief: writes files only when True (rank 0 on Ray).
+    """
+
+    def __init__(self, *, model, strategy, data, epochs: int, steps_per_loop: int,
+                 callbacks=None, verbose: int = 1, validation_data=None,
+                 validation_batch_size: int | None = None,
+                 history: HistoryWriter, events: EventLog, supervisor: Supervisor | None = None,
+                 is_chief: bool = True, attempt: int = 1, position: Position | None = None):
+        self.model = model
+        self.strategy = strategy
+        self.data = data
+        self.epochs = epochs
+        self.steps_per_loop = max(1, int(steps_per_loop))
+        self.validation_data = validation_data
+        self.validation_batch_size = validation_batch_size
+        self.history = history
+        self.events = events
+        self.supervisor = supervisor or Unsupervised()
+        self.is_chief = is_chief
+        self.attempt = attempt
+        self.pos = position or Position()
+        self.runner = StepRunner(model, strategy)
+        self.snapshot = Snapshot(model, strategy)
+        self.logs: dict[str, float] = {}
+        self.callbacks = keras.callbacks.CallbackList(
+            callbacks, add_history=True, add_progbar=verbose != 0, model=model,
+            verbose=verbose, epochs=epochs, steps=data.steps_per_epoch)
+
+    # -- what the supervisor may read and change -----------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        # float() on the variable raises under a strategy (PITFALLS 14).
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def set_learning_rate(self, value: float) -> None:
+        """Assigns the rate held in the optimizer's variable: no retrace."""
+        self.model.optimizer.learning_rate = float(value)
+
+    @property
+    def optimizer_name(self) -> str:
+        return type(self.model.optimizer).__name__.lower()
+
+    def switch_optimizer(self, optimizer: keras.optimizers.Optimizer) -> None:
+        """Installs a new optimizer built in the strategy's scope; retraces the step once."""
+        with self.strategy.scope():
+            optimizer.build(self.model.trainable_variables)
+        self.model.optimizer = optimizer
+        self.runner.rebuild()
+        self.snapshot.rebind_optimizer()
+
+    def save_snapshot(self) -> None:
+        self.snapshot.save(step=self.pos.step, epoch=self.pos.epoch,
+                           step_in_epoch=self.pos.step_in_epoch)
+
+    def rewind(self, *, with_optimizer: bool = True) -> None:
+        """Restores the snapshot and moves the position back to it."""
+        self.snapshot.restore(with_optimizer=with_optimizer)
+        self.pos = Position(self.snapshot.step, self.snapshot.epoch, self.snapshot.step_in_epoch)
+
+    def run_steps(self, n: int) -> dict[str, np.ndarray]:
+        """Runs ``n`` steps outside the record (a probe); returns their statistics."""
+        replica, shared = self.runner.run(self.data.iterator, n)
+        return summarise_chunk(replica, shared, self.runner.layout)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> dict[str, float]:
+        model, cbs = self.model, self.callbacks
+        model.stop_training = False
+        cbs.on_train_begin()
+        self.supervisor.begin(self)
+        while self.pos.epoch < self.epochs and not model.stop_training:
+            self._run_epoch()
+        self.supervisor.end(self)
+        cbs.on_train_end(self.logs)
+        if self.is_chief:
+            self.history.flush()
+        return self.logs
+
+    def _run_epoch(self) -> None:
+        model, cbs, pos = self.model, self.callbacks, self.pos
+        epoch = pos.epoch
+        model.reset_metrics()
+        cbs.on_epoch_begin(epoch)
+        spe = self.data.steps_per_epoch
+        while self.pos.step_in_epoch < spe and not model.stop_training:
+            self._run_chunk(min(self.steps_per_loop, spe - self.pos.step_in_epoch))
+            if self.pos.epoch != epoch:      # a rewind crossed back into an earlier epoch
+                return
+        logs = dict(self.logs)
+        if self.validation_data is not None:
+            logs.update(self._validate())
+        cbs.on_epoch_end(epoch, logs)
+        self.logs = logs
+        if self.is_chief:
+            self.history.flush()
+        self.pos = dataclasses.replace(self.pos, epoch=epoch + 1, step_in_epoch=0)
+
+    def _run_chunk(self, n: int) -> None:
+        pos, cbs = self.pos, self.callbacks
+        cbs.on_train_batch_begin(pos.step_in_epoch)
+        replica, shared = self.runner.run(self.data.iterator, n)   # the host sync
+        stats = summarise_chunk(replica, shared, self.runner.layout)
+        steps = np.arange(pos.step + 1, pos.step + n + 1)
+        lr, opt, attempt = self.learning_rate, self.optimizer_name, self.attempt
+        self.pos = Position(pos.step + n, pos.epoch, pos.step_in_epoch + n)
+        # Keras metrics are sync-on-read: reading them is a collective, so every rank
+        # reads them here, once per chunk (PITFALLS 17).
+        logs = {k: float(v) for k, v in model_metrics(self.model).items()}
+        logs["update_ratio"] = float(np.median(stats["update_ratio"]))
+        logs["grad_norm"] = float(np.median(stats["grad_norm_mean"]))
+        verdict = self.supervisor.after_chunk(self, stats)
+        self.history.append(attempt=attempt, steps=steps, epoch=pos.epoch, stats=stats,
+                            learning_rate=lr, optimizer=opt, verdict=verdict)
+        self.logs = logs
+        cbs.on_train_batch_end(pos.step_in_epoch + n - 1, logs)
+
+    def _validate(self) -> dict[str, float]:
+        val = self.validation_data
+        if isinstance(val, tuple):
+            x, y = val[0], val[1]
+            sw = val[2] if len(val) > 2 else None
+        else:
+            x, y, sw = val, None, None
+        out = self.model.evaluate(x, y, sample_weight=sw, batch_size=self.validation_batch_size,
+                                  callbacks=self.callbacks, verbose=0, return_dict=True)
+        return {f"val_{k}": float(v) for k, v in out.items()}
+
+
+def model_metrics(model) -> dict[str, Any]:
+    """The model's current metric results (loss and compiled metrics), as Keras logs them."""
+    return {k: keras.ops.convert_to_numpy(v) for k, v in model.get_metrics_result().items()}

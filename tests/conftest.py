@@ -1,0 +1,17 @@
+"""Test tiers: ``pure`` (milliseconds), ``tf`` (2 logical CPUs), ``ray`` (a local cluster).
+
+The CPU is split into 2 logical devices before TensorFlow initialises, so
+``MirroredStrategy`` runs 2 replicas on any machine (``LaunchConfig(cpu_replicas=2)``).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def pytest_configure(config):
+    try:
+        from guardtrain.devices import split_cpu
+    except ImportError:
+        return
+    split_cpu(2)
