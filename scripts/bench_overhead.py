@@ -1,0 +1,165 @@
+"""What the per-step statistics cost: guardtrain's loop beside model.fit, in one run.
+
+For an MLP (10→128→10) and a small CNN (28×28×1), at global batch 64 and 256, on 1 and 2
+replicas (2 logical CPUs), prints steps/s of:
+
+  fit1     model.fit, steps_per_execution=1 (Keras's default)
+  fitK     model.fit, steps_per_execution=K (K = guardtrain's steps_per_loop; fails on 2
+           replicas in Keras 3.15, keras-team/keras#19246, shown as "n/a")
+  bare     guardtrain's chunked step, statistics off (the same loop, nothing measured)
+  stats    guardtrain's chunked step with every-step statistics
+  gt.fit   the whole gt.fit loop: statistics, host summary, history, callbacks
+
+and the ratios that matter: stats/bare (the statistics' overhead), gt.fit/fitK, gt.fit/fit1.
+Each figure is the median of --repeats interleaved timings of --steps steps after a warm-up
+(the machine is shared and noisy: read the ratios, not the absolute times).
+
+    .venv/bin/python scripts/bench_overhead.py [--steps 300] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=300, help="steps per timing (MLP)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps-per-loop", type=int, default=50)
+    parser.add_argument("--only", default="", help="e.g. mlp or cnn")
+    args = parser.parse_args()
+
+    import guardtrain as gt
+
+    gt.split_cpu(2)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from guardtrain.config import LaunchConfig
+    from guardtrain.devices import pick_strategy
+    from guardtrain.history import EventLog, HistoryWriter
+    from guardtrain.inputs import make_train_data
+    from guardtrain.loop import TrainLoop
+    from guardtrain.step import StepRunner
+
+    K = args.steps_per_loop
+    strategies = {1: tf.distribute.get_strategy(),
+                  2: pick_strategy(LaunchConfig(cpu_replicas=2))}
+
+    def mlp():
+        m = keras.Sequential([keras.Input((10,)), keras.layers.Dense(128, activation="relu"),
+                              keras.layers.Dense(10)])
+        return m, (10,)
+
+    def cnn():
+        m = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(16, 3, activation="relu"), keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"), keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(), keras.layers.Dense(10)])
+        return m, (28, 28, 1)
+
+    def compiled(builder, strategy, spe=1):
+        with strategy.scope():
+            m, shape = builder()
+            m.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      steps_per_execution=spe)
+            m.optimizer.build(m.trainable_variables)
+        return m, shape
+
+    class Clock(keras.callbacks.Callback):
+        """Times the second epoch: the first one traces and warms up."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                self.t1 = time.perf_counter()
+
+    def data(shape, n):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(n,) + shape).astype("float32")
+        y = rng.integers(0, 10, size=n).astype("int64")
+        return x, y
+
+    def time_fit(builder, strategy, batch, steps, spe):
+        m, shape = compiled(builder, strategy, spe)
+        x, y = data(shape, batch * steps)
+        clock = Clock()
+        m.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[clock], shuffle=False)
+        return steps / (clock.t1 - clock.t0)
+
+    def time_runner(builder, strategy, batch, steps, collect):
+        m, shape = compiled(builder, strategy)
+        x, y = data(shape, batch * 8)
+        it = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
+                             strategy=strategy).iterator
+        runner = StepRunner(m, strategy, collect_stats=collect)
+        runner.run(it, K)                                                 # warm-up, trace
+        t0 = time.perf_counter()
+        for _ in range(steps // K):
+            runner.run(it, K)
+        return (steps // K) * K / (time.perf_counter() - t0)
+
+    def time_gt(builder, strategy, batch, steps, tmp):
+        m, shape = compiled(builder, strategy)
+        x, y = data(shape, batch * steps)
+        clock = Clock()
+        full = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
+                               strategy=strategy)
+        TrainLoop(model=m, strategy=strategy, data=full, epochs=2, steps_per_loop=K, verbose=0,
+                  callbacks=[clock], history=HistoryWriter(tmp, "bench"),
+                  events=EventLog(tmp, enabled=False)).run()
+        return steps / (clock.t1 - clock.t0)
+
+    import tempfile
+
+    tmp = tempfile.mkdtemp()
+    rows = []
+    for name, builder in (("mlp", mlp), ("cnn", cnn)):
+        if args.only and args.only != name:
+            continue
+        steps = args.steps if name == "mlp" else max(K, args.steps // 3)
+        steps = max(K, steps // K * K)
+        for replicas in (1, 2):
+            strategy = strategies[replicas]
+            for batch in (64, 256):
+                runs = {k: [] for k in ("fit1", "fitK", "bare", "stats", "gt.fit")}
+                for _ in range(args.repeats):
+                    runs["fit1"].append(time_fit(builder, strategy, batch, steps, 1))
+                    if replicas == 1:
+                        runs["fitK"].append(time_fit(builder, strategy, batch, steps, K))
+                    runs["bare"].append(time_runner(builder, strategy, batch, steps, False))
+                    runs["stats"].append(time_runner(builder, strategy, batch, steps, True))
+                    runs["gt.fit"].append(time_gt(builder, strategy, batch, steps, tmp))
+                med = {k: statistics.median(v) if v else float("nan") for k, v in runs.items()}
+                rows.append((name, replicas, batch, med))
+                keras.backend.clear_session()
+
+    head = (f"{'model':>5} {'rep':>3} {'batch':>5} | {'fit1':>8} {'fitK':>8} {'bare':>8} "
+            f"{'stats':>8} {'gt.fit':>8} | {'bare/stats':>10} {'fitK/gt':>8} {'fit1/gt':>8}")
+    print(f"steps/s (median of {args.repeats}); ratios > 1 mean guardtrain's side is slower "
+          f"by that factor; steps_per_loop={K}")
+    print(head)
+    print("-" * len(head))
+    for name, replicas, batch, m in rows:
+        fmt = lambda v: f"{v:8.0f}" if v == v else f"{'n/a':>8}"  # noqa: E731
+        r = lambda a, b: f"{m[a] / m[b]:.3f}" if m[a] == m[a] else "n/a"  # noqa: E731
+        print(f"{name:>5} {replicas:>3} {batch:>5} | {fmt(m['fit1'])} {fmt(m['fitK'])} "
+              f"{fmt(m['bare'])} {fmt(m['stats'])} {fmt(m['gt.fit'])} | "
+              f"{r('bare', 'stats'):>10} {r('fitK', 'gt.fit'):>8} {r('fit1', 'gt.fit'):>8}")
+
+
+if __name__ == "__main__":
+    main()
