@@ -72,7 +72,7 @@ class HistoryWriter:
         self._dirty: set[int] = set()
 
     def append(self, *, attempt: int, steps: np.ndarray, epoch: np.ndarray | int,
-               stats: Mapping[str, np.ndarray], learning_rate: float, optimizer: str,
+               stats: Mapping[str, np.ndarray], learning_rate, optimizer: str,
                verdict: str) -> None:
         """Adds the rows of one chunk."""
         n = len(steps)
@@ -83,7 +83,8 @@ class HistoryWriter:
         cols["epoch"] += list(np.broadcast_to(np.asarray(epoch, dtype=np.int64), (n,)).tolist())
         for name in STAT_COLUMNS:
             cols[name] += np.asarray(stats[name]).tolist()
-        cols["learning_rate"] += [float(learning_rate)] * n
+        cols["learning_rate"] += np.broadcast_to(
+            np.asarray(learning_rate, dtype=np.float64), (n,)).tolist()
         cols["optimizer"] += [optimizer] * n
         cols["verdict"] += [verdict] * n
         self._dirty.add(attempt)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Protocol
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -148,8 +148,8 @@ class TrainLoop:
 
     def run_steps(self, n: int) -> dict[str, np.ndarray]:
         """Runs ``n`` steps outside the record (a probe); returns their statistics."""
-        replica, shared = self.runner.run(self.data.iterator, n)
-        return summarise_chunk(replica, shared, self.runner.layout)
+        out = self.runner.run(self.data.iterator, n)
+        return summarise_chunk(out.replica, out.shared, self.runner.layout)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
@@ -187,19 +187,18 @@ class TrainLoop:
     def _run_chunk(self, n: int) -> None:
         pos, cbs = self.pos, self.callbacks
         cbs.on_train_batch_begin(pos.step_in_epoch)
-        replica, shared = self.runner.run(self.data.iterator, n)   # the host sync
-        stats = summarise_chunk(replica, shared, self.runner.layout)
+        out = self.runner.run(self.data.iterator, n)   # the host sync
+        stats = summarise_chunk(out.replica, out.shared, self.runner.layout)
         steps = np.arange(pos.step + 1, pos.step + n + 1)
-        lr, opt, attempt = self.learning_rate, self.optimizer_name, self.attempt
+        opt, attempt = self.optimizer_name, self.attempt
         self.pos = Position(pos.step + n, pos.epoch, pos.step_in_epoch + n)
-        # Keras metrics are sync-on-read: reading them is a collective, so every rank
-        # reads them here, once per chunk (PITFALLS 17).
-        logs = {k: float(v) for k, v in model_metrics(self.model).items()}
+        # The metrics were read inside the chunk, on every rank (sync-on-read, PITFALLS 17).
+        logs = dict(out.metrics)
         logs["update_ratio"] = float(np.median(stats["update_ratio"]))
         logs["grad_norm"] = float(np.median(stats["grad_norm_mean"]))
         verdict = self.supervisor.after_chunk(self, stats)
         self.history.append(attempt=attempt, steps=steps, epoch=pos.epoch, stats=stats,
-                            learning_rate=lr, optimizer=opt, verdict=verdict)
+                            learning_rate=out.learning_rate, optimizer=opt, verdict=verdict)
         self.logs = logs
         cbs.on_train_batch_end(pos.step_in_epoch + n - 1, logs)
 
@@ -214,7 +213,3 @@ class TrainLoop:
                                   callbacks=self.callbacks, verbose=0, return_dict=True)
         return {f"val_{k}": float(v) for k, v in out.items()}
 
-
-def model_metrics(model) -> dict[str, Any]:
-    """The model's current metric results (loss and compiled metrics), as Keras logs them."""
-    return {k: keras.ops.convert_to_numpy(v) for k, v in model.get_metrics_result().items()}

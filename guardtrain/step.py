@@ -21,6 +21,7 @@ needs a new trace (an already-traced step would silently keep the old one): call
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -141,7 +142,11 @@ class StepRunner:
             self.trace_count += 1  # Python side effect: runs once per trace
             rep_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_local, width])
             sh_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[shared_width])
+            lr_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[])
             for i in tf.range(n_steps):
+                # The rate the step will use (a schedule moves it with the step count).
+                lr_ta = lr_ta.write(i, tf.cast(
+                    self.model.optimizer._get_current_learning_rate(), tf.float32))
                 replica, shared = strategy.run(self._replica_step, args=(next(iterator),))
                 # Local results only: no communication on the per-step path.
                 rep_ta = rep_ta.write(i, tf.stack(strategy.experimental_local_results(replica)))
@@ -149,7 +154,10 @@ class StepRunner:
             stacked = rep_ta.stack()
             if self._multi_worker:
                 stacked = self._gather_workers(stacked)
-            return stacked, sh_ta.stack()
+            # Metrics are sync-on-read: reading them here folds their aggregation into
+            # this call instead of costing a host round trip per metric after it.
+            metrics = self.model.get_metrics_result()
+            return stacked, sh_ta.stack(), lr_ta.stack(), metrics
 
         self._chunk_fn = tf.function(chunk)
 
@@ -165,10 +173,27 @@ class StepRunner:
         gathered = strategy.gather(per_replica, axis=0)  # [replicas, n, width]
         return tf.transpose(gathered, [1, 0, 2])
 
-    def run(self, iterator, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """Runs ``n_steps`` steps; returns ``(replica [n, R, 1+2V], shared [n, 2V])``.
+    def run(self, iterator, n_steps: int) -> "ChunkOutput":
+        """Runs ``n_steps`` steps and brings their figures to the host.
 
         The conversion to NumPy is the chunk's one host sync point.
         """
-        replica, shared = self._chunk_fn(iterator, tf.constant(n_steps, tf.int32))
-        return replica.numpy(), shared.numpy()
+        replica, shared, lr, metrics = self._chunk_fn(iterator, tf.constant(n_steps, tf.int32))
+        return ChunkOutput(replica.numpy(), shared.numpy(), lr.numpy(),
+                           {k: float(np.asarray(v)) for k, v in metrics.items()})
+
+
+class ChunkOutput(NamedTuple):
+    """What one chunk returns to the host.
+
+    Args:
+        replica: ``[n, R, 1 + 2V]`` per-replica figures (see ``stats.summarise_chunk``).
+        shared: ``[n, 2V]`` figures that are the same on every replica.
+        learning_rate: ``[n]`` the rate each step used.
+        metrics: the model's metric results after the chunk (Keras logs).
+    """
+
+    replica: np.ndarray
+    shared: np.ndarray
+    learning_rate: np.ndarray
+    metrics: dict
