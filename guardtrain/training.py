@@ -22,7 +22,7 @@ import keras
 
 from guardtrain.config import LaunchConfig
 from guardtrain.errors import ConfigError, GuardtrainError
-from guardtrain.history import EventLog, HistoryWriter, load_history
+from guardtrain.history import EventLog, HistoryWriter, load_history, write_atomic
 from guardtrain.result import Result
 
 __all__ = ["fit", "new_run_dir"]
@@ -199,7 +199,7 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
         model = user_model
     events.add("end", verdict=supervisor.verdict, step=loop.pos.step)
     if is_chief:
-        model.save(path / "model.keras")
+        write_atomic(path / "model.keras", model.save)
     return Result(model=model, history=load_history(path) if is_chief else history.all_rows(),
                   attempts=list(getattr(supervisor, "attempts", [])),
                   verdict=supervisor.verdict, run_dir=path, logs=logs)
