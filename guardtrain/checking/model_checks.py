@@ -1,0 +1,50 @@
+"""The model itself: compiled with a loss, something to train, a rate rescue can change."""
+
+from __future__ import annotations
+
+from guardtrain.checking import codes
+from guardtrain.checking.specs import ModelSpec
+from guardtrain.errors import Problem
+
+__all__ = ["check_compiled", "check_trainable", "check_lr_schedule"]
+
+
+def check_compiled(spec: ModelSpec) -> list[Problem]:
+    """Not compiled (GT250), or compiled without a loss (GT254)."""
+    if not spec.compiled:
+        return [Problem(codes.NOT_COMPILED, "model", "a compiled model (optimizer and loss)",
+                        "model.compile() was not called",
+                        "model.compile(optimizer='adam', loss='sparse_categorical_crossentropy')"
+                        " (or the loss that fits your labels) before gt.fit")]
+    if not spec.has_loss:
+        return [Problem(codes.NO_LOSS, "model", "a loss given to compile()",
+                        "loss=None", "model.compile(optimizer=..., loss='mse') or the loss "
+                        "that fits your labels")]
+    return []
+
+
+def check_trainable(spec: ModelSpec) -> list[Problem]:
+    """No trainable weights: every layer frozen, or no weights at all (GT251)."""
+    if not spec.built or spec.n_trainable:
+        return []
+    if spec.n_weights:
+        found = f"all {spec.n_weights} weights frozen (trainable=False)"
+        fix = ("set layer.trainable = True on the layers to train (e.g. the new head), "
+               "then compile again")
+    else:
+        found = "a model with no weights"
+        fix = "add a layer with weights (e.g. keras.layers.Dense) to train"
+    return [Problem(codes.NO_TRAINABLE, "model", "at least one trainable weight", found, fix)]
+
+
+def check_lr_schedule(spec: ModelSpec) -> list[Problem]:
+    """A learning-rate schedule, which a rescue replaces with a constant rate (GT252)."""
+    if not spec.lr_schedule:
+        return []
+    return [Problem(codes.LR_SCHEDULE, "model.optimizer",
+                    "a constant learning rate (rescue may change it)",
+                    f"a {spec.lr_schedule} schedule: if rescue adjusts the learning rate, it "
+                    "rebuilds the optimizer from its config with a constant rate, and the "
+                    "schedule is gone from that attempt on",
+                    "keep the schedule and accept that, or compile with a constant "
+                    "learning_rate and let rescue tune it", severity="warning")]
