@@ -4,6 +4,7 @@
 verbs that train import it when first used, so ``guardtrain.errors`` stays cheap to load.
 """
 
+from guardtrain import data
 from guardtrain.config import LaunchConfig
 from guardtrain.errors import (
     ConfigError,
@@ -14,12 +15,16 @@ from guardtrain.errors import (
     RescueExhaustedError,
     UnhealthyTrainingError,
 )
+from guardtrain.guard import GuardConfig
+from guardtrain.rescue import RescueConfig
 
 __version__ = "0.1.0"
 
 # Public names that need TensorFlow, pyarrow or Ray, loaded on first use.
 _LAZY = {
     "fit": "guardtrain.training",
+    "check": "guardtrain.checking",
+    "CheckReport": "guardtrain.checking",
     "Result": "guardtrain.result",
     "load_history": "guardtrain.history",
     "split_cpu": "guardtrain.devices",
@@ -27,13 +32,16 @@ _LAZY = {
 
 __all__ = [
     "ConfigError",
+    "GuardConfig",
     "GuardtrainError",
     "InputSpecError",
     "LaunchConfig",
     "LaunchError",
     "Problem",
+    "RescueConfig",
     "RescueExhaustedError",
     "UnhealthyTrainingError",
+    "data",
     *_LAZY,
 ]
 

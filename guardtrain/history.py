@@ -152,8 +152,8 @@ class EventLog:
         self.enabled = enabled
         self.events: list[dict[str, Any]] = []
 
-    def add(self, kind: str, **fields: Any) -> dict[str, Any]:
-        event = {"event": kind, **fields}
+    def add(self, event_name: str, /, **fields: Any) -> dict[str, Any]:
+        event = {"event": event_name, **fields}
         self.events.append(event)
         if self.enabled:
             self.write()

@@ -129,9 +129,11 @@ class TrainLoop:
     def optimizer_name(self) -> str:
         return type(self.model.optimizer).__name__.lower()
 
-    def switch_optimizer(self, optimizer: keras.optimizers.Optimizer) -> None:
-        """Installs a new optimizer built in the strategy's scope; retraces the step once."""
+    def switch_optimizer(self, make_optimizer) -> None:
+        """Installs ``make_optimizer()``, created and built in the strategy's scope (an
+        optimizer remembers the strategy it was made under); retraces the step once."""
         with self.strategy.scope():
+            optimizer = make_optimizer()
             optimizer.build(self.model.trainable_variables)
         self.model.optimizer = optimizer
         self.runner.rebuild()
@@ -196,6 +198,8 @@ class TrainLoop:
         logs = dict(out.metrics)
         logs["update_ratio"] = float(np.median(stats["update_ratio"]))
         logs["grad_norm"] = float(np.median(stats["grad_norm_mean"]))
+        stats["step"] = steps
+        stats["learning_rate"] = out.learning_rate
         verdict = self.supervisor.after_chunk(self, stats)
         self.history.append(attempt=attempt, steps=steps, epoch=pos.epoch, stats=stats,
                             learning_rate=out.learning_rate, optimizer=opt, verdict=verdict)

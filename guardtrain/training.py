@@ -178,7 +178,7 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
                            shuffle=shuffle, strategy=strategy)
     events = EventLog(path, enabled=is_chief)
     history = HistoryWriter(path, run_id)
-    supervisor = make_supervisor(guard, rescue, events)
+    supervisor = make_supervisor(guard, rescue, events, verbose)
     events.add("start", run_id=run_id, replicas=strategy.num_replicas_in_sync,
                strategy=type(strategy).__name__, steps_per_epoch=data.steps_per_epoch,
                epochs=epochs)
@@ -205,14 +205,11 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
                   verdict=supervisor.verdict, run_dir=path, logs=logs)
 
 
-def make_supervisor(guard, rescue, events):
-    """The guard/rescue hook; ``Unsupervised`` until the guard exists or when it is off."""
+def make_supervisor(guard, rescue, events, verbose=1):
+    """The guard/rescue hook; ``Unsupervised`` when the guard is off."""
     from guardtrain.loop import Unsupervised
+    from guardtrain.supervisor import GuardSupervisor
 
     if guard is False:
         return Unsupervised()
-    try:
-        from guardtrain.supervisor import GuardSupervisor
-    except ImportError:
-        return Unsupervised()
-    return GuardSupervisor(guard=guard, rescue=rescue, events=events)
+    return GuardSupervisor(guard=guard, rescue=rescue, events=events, verbose=verbose)

@@ -1,0 +1,183 @@
+"""Applies the guard's verdicts and the rescue's decisions to a running ``TrainLoop``.
+
+The policy is pure (``guard.observe``, ``rescue.decide``); this module is where it meets
+the weights. After every chunk:
+
+```
+verdict  = observe(window + chunk)          every figure already gathered across replicas
+decision = decide(verdict, rescue state)    so every worker takes the same branch
+  SNAPSHOT  keep the weights and optimizer state on the device as the last healthy ones
+  PROBE     from the snapshot, a few steps at each larger rate; restore; after_probe
+  ADJUST    restore the snapshot, new rate or new optimizer, attempt += 1
+  ABORT     restore the last healthy weights, raise the diagnosis
+```
+
+Probe steps are never recorded and never reach the run's weights: each candidate starts
+from the snapshot, and the snapshot is restored after the last one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import keras
+import numpy as np
+
+from guardtrain import guard as guard_mod
+from guardtrain import rescue as rescue_mod
+from guardtrain.errors import ConfigError
+from guardtrain.guard import GuardConfig, GuardState
+from guardtrain.rescue import RescueConfig
+
+__all__ = ["GuardSupervisor", "make_optimizer"]
+
+logger = logging.getLogger(__name__)
+
+# Options of the user's optimizer that a switch keeps: they are about the problem
+# (clipping against exploding gradients), not about the optimizer.
+_KEPT_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
+
+
+def make_optimizer(name: str, learning_rate: float, previous=None) -> keras.optimizers.Optimizer:
+    """A fresh Keras optimizer ``name`` at a constant ``learning_rate``."""
+    cls = type(keras.optimizers.get(name))
+    kept = {}
+    if previous is not None:
+        config = previous.get_config()
+        kept = {k: config[k] for k in _KEPT_OPTIONS if config.get(k) is not None}
+    return cls(learning_rate=float(learning_rate), **kept)
+
+
+def _config(value, cls, name):
+    if value is None or value is True:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    raise ConfigError(f"fit({name}=...): expected a {cls.__name__}, True, None or False, "
+                      f"found {type(value).__name__}", code="GT107",
+                      fix=f"pass {name}={cls.__name__}(...) or {name}=False")
+
+
+class GuardSupervisor:
+    """The guard and the rescue, plugged into ``TrainLoop`` (see the module doc).
+
+    Args:
+        guard: a ``GuardConfig`` (``None`` = defaults).
+        rescue: a ``RescueConfig``, or ``False``: unhealthy verdicts then raise
+            ``UnhealthyTrainingError`` instead of being acted on.
+        events: the run's ``EventLog``.
+        verbose: print one block per decision (also logged).
+    """
+
+    def __init__(self, *, guard=None, rescue=None, events, verbose: int = 1):
+        self.guard_config = _config(guard, GuardConfig, "guard")
+        self.rescue_enabled = rescue is not False
+        self.rescue_config = _config(None if rescue is False else rescue, RescueConfig, "rescue")
+        self.events = events
+        self.verbose = verbose
+        self.gstate = GuardState()
+        self.rstate = None
+        self.verdict = "healthy"
+        self.attempts: list[dict] = []
+
+    # -- the hook ------------------------------------------------------------------------
+    def begin(self, loop) -> None:
+        if self.rstate is None:  # not when resuming from a checkpointed state
+            self.rstate = rescue_mod.initial_state(
+                optimizer=loop.optimizer_name, learning_rate=loop.learning_rate,
+                step=loop.pos.step)
+        loop.save_snapshot()
+
+    def after_chunk(self, loop, stats: dict[str, np.ndarray]) -> str:
+        self.gstate, verdict = guard_mod.observe(self.gstate, stats, self.guard_config)
+        label = verdict.kind if verdict.settled else f"{verdict.kind} (warm-up)"
+        if verdict.unhealthy:
+            self.events.add("verdict", **_plain(verdict))
+            logger.warning("[guard] %s", verdict.reason)
+            if not self.rescue_enabled:
+                loop.rewind()
+                self.verdict = "failed"
+                raise rescue_mod.unhealthy_error(verdict, attempts=self.rstate.attempts)
+        decision = rescue_mod.decide(verdict, self.rstate, self.rescue_config)
+        if decision.action == rescue_mod.PROBE:
+            self._say(decision)
+            self.rstate = rescue_mod.apply(decision, self.rstate)
+            results = self._probe(loop, decision)
+            decision = rescue_mod.after_probe(results, self.rstate, self.rescue_config)
+        self._act(loop, decision)
+        return label
+
+    def end(self, loop) -> None:
+        self.rstate = rescue_mod.finish(self.rstate, step=loop.pos.step)
+        self.attempts = [dataclasses.asdict(a) for a in self.rstate.attempts]
+
+    # -- carrying out a decision ------------------------------------------------------------
+    def _act(self, loop, decision) -> None:
+        action = decision.action
+        if action == rescue_mod.CONTINUE:
+            return
+        if action == rescue_mod.SNAPSHOT:
+            loop.save_snapshot()
+            self.rstate = rescue_mod.apply(decision, self.rstate)
+            return
+        self._say(decision)
+        if action == rescue_mod.ABORT:
+            loop.rewind()  # the user gets the last healthy weights, not the broken ones
+            self.verdict = "failed"
+            self.attempts = [dataclasses.asdict(a)
+                             for a in rescue_mod.apply(decision, self.rstate).attempts]
+            raise rescue_mod.error_for(decision, self.rstate)
+        # ADJUST: back to the snapshot, then the new rate or the new optimizer.
+        reset = decision.reset_optimizer or _has_schedule(loop.model.optimizer)
+        loop.rewind(with_optimizer=not reset)
+        if reset:
+            previous = loop.model.optimizer
+            loop.switch_optimizer(lambda: make_optimizer(
+                decision.optimizer, decision.learning_rate, previous))
+        else:
+            loop.set_learning_rate(decision.learning_rate)
+        loop.attempt = decision.attempt
+        self.rstate = rescue_mod.apply(decision, self.rstate)
+        self.gstate = guard_mod.new_attempt(self.gstate)
+        self.verdict = "rescued"
+
+    def _probe(self, loop, decision) -> list:
+        """A short range test from the snapshot; leaves the loop at the snapshot."""
+        results = []
+        for lr in decision.probe_learning_rates:
+            loop.rewind()
+            loop.set_learning_rate(lr)
+            stats = loop.run_steps(decision.probe_steps)
+            results.append(rescue_mod.ProbeResult.from_chunk(lr, stats))
+        loop.rewind()
+        loop.set_learning_rate(self.rstate.learning_rate)
+        self.events.add("probe", step=decision.step, results=[
+            {"learning_rate": r.learning_rate, "loss_start": r.loss_start,
+             "loss_end": r.loss_end, "finite": r.all_finite} for r in results])
+        return results
+
+    def _say(self, decision) -> None:
+        block = rescue_mod.format_decision(decision)
+        self.events.add("decision", **_plain(decision))
+        logger.info("%s", block)
+        if self.verbose:
+            print(block, flush=True)
+
+    # -- crash recovery ----------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"gstate": self.gstate, "rstate": self.rstate, "verdict": self.verdict}
+
+    def restore(self, state: dict) -> None:
+        self.gstate, self.rstate, self.verdict = state["gstate"], state["rstate"], state["verdict"]
+
+
+def _has_schedule(optimizer) -> bool:
+    # Assigning a rate to an optimizer built with a schedule raises (PITFALLS 14): such
+    # an optimizer is rebuilt with a constant rate instead.
+    return isinstance(getattr(optimizer, "_learning_rate", None),
+                      keras.optimizers.schedules.LearningRateSchedule)
+
+
+def _plain(obj) -> dict:
+    return {k: v for k, v in dataclasses.asdict(obj).items()}
