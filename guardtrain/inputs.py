@@ -80,9 +80,23 @@ def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuff
         return TrainData(iter(dist), int(n), None)
     # NumPy arrays or dicts of arrays.
     total = _num_samples(x)
-    ds = tf.data.Dataset.from_tensor_slices((x, y) if y is not None else (x,))
-    if shuffle:
-        ds = ds.shuffle(total, seed=seed, reshuffle_each_iteration=True)
-    ds = _options(ds.batch(batch_size).repeat().prefetch(2), autoshard=not presharded)
+    ds = _array_dataset((x, y) if y is not None else (x,), total, batch_size, shuffle, seed)
+    ds = _options(ds.prefetch(2), autoshard=not presharded)
     n = steps_per_epoch or max(1, math.ceil(total / batch_size))
     return TrainData(iter(strategy.experimental_distribute_dataset(ds)), int(n), total)
+
+
+def _array_dataset(arrays, total: int, batch_size: int, shuffle: bool, seed):
+    """Batches of ``arrays`` in a fresh order each epoch, as ``model.fit`` does.
+
+    Shuffles the row indices and gathers each batch, instead of passing the rows through
+    a shuffle buffer: a buffer as large as the data copies all of it before the first
+    step (tens of seconds for 1 M x 784 floats); the indices are 8 bytes a row.
+    """
+    indices = tf.data.Dataset.range(total)
+    if shuffle:
+        indices = indices.shuffle(total, seed=seed, reshuffle_each_iteration=True)
+    indices = indices.batch(batch_size).repeat()
+    data = tf.data.Dataset.from_tensors(arrays).repeat()
+    return tf.data.Dataset.zip((indices, data)).map(
+        lambda i, d: tf.nest.map_structure(lambda a: tf.gather(a, i), d))

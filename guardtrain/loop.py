@@ -182,6 +182,8 @@ class TrainLoop:
             logs.update(self._validate())
         cbs.on_epoch_end(epoch, logs)
         self.logs = logs
+        self.events.add("epoch", epoch=epoch, step=self.pos.step, attempt=self.attempt,
+                        logs=logs)
         if self.is_chief:
             self.history.flush()
         self.pos = dataclasses.replace(self.pos, epoch=epoch + 1, step_in_epoch=0)
