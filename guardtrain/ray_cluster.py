@@ -1,0 +1,290 @@
+"""Which Ray cluster a run uses, and whether that cluster can hold the run.
+
+Driver side only. ``connect`` attaches to ``LaunchConfig.address`` or starts a small
+embedded Ray for this process; ``require_resources`` compares what the cluster has with
+what ``LaunchConfig`` asks for and fails at once, before Ray Train would wait for
+resources that never come. ``check_resources`` is the pure comparison, tested without a
+cluster.
+
+Codes: GT410 Ray could not be reached or started, GT411 this process is already attached
+to another cluster, GT420 the cluster lacks CPUs, GT421 GPUs, GT422 no node fits one
+worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import tempfile
+from typing import Mapping, Sequence
+
+from guardtrain.config import LaunchConfig
+from guardtrain.errors import LaunchError, Problem
+
+__all__ = ["RayConnection", "connect", "check_resources", "require_resources"]
+
+logger = logging.getLogger(__name__)
+
+#: Object store of the embedded Ray. Ray's default is 30% of RAM; guardtrain moves weights
+#: and a few statistics through it, not datasets.
+EMBEDDED_OBJECT_STORE_BYTES = 300 * 1024 * 1024
+
+# Rounding slack for fractional requests (cpus_per_worker=0.1 times 10 workers).
+_EPS = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class RayConnection:
+    """The Ray cluster this process is attached to.
+
+    Args:
+        address: the cluster's GCS address (``"127.0.0.1:6390"``).
+        owned: True when ``connect`` started it (embedded Ray): ``close`` shuts it down.
+            False when it was attached to by address or initialised by the caller:
+            ``close`` leaves it alone.
+        temp_dir: the private temp dir of an embedded Ray, removed by ``close``.
+    """
+
+    address: str
+    owned: bool
+    temp_dir: str | None = None
+
+    def close(self) -> None:
+        """Shuts down the embedded Ray this process started; a no-op otherwise."""
+        global _CONNECTION
+        if not self.owned:
+            return
+        import ray
+
+        # Only the Ray this connection started: close() also runs at exit, when the
+        # process may have moved on to another cluster.
+        if ray.is_initialized() and ray.get_runtime_context().gcs_address == self.address:
+            ray.shutdown()
+        if self.temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if _CONNECTION is self:
+            _CONNECTION = None
+
+
+# The embedded Ray this process started, reused by the next ``connect``: ray.init costs
+# 3-7 s, and a second Ray on the same host only confuses Ray's own cleanup.
+_CONNECTION: RayConnection | None = None
+
+
+def connect(launch: LaunchConfig, *,
+            object_store_bytes: int = EMBEDDED_OBJECT_STORE_BYTES) -> RayConnection:
+    """Attaches this process to the Ray cluster ``launch`` names, or starts one.
+
+    - Ray already initialised in this process: reused, unless ``launch.address`` names a
+      different ``host:port`` (GT411).
+    - ``launch.address`` given: attached to it (``"auto"``, ``"host:port"``,
+      ``"ray://host:10001"``).
+    - otherwise: an embedded Ray for this process only (``address="local"``, so it never
+      attaches to some other cluster running on the host), with a private temp dir, no
+      dashboard and a small object store. Its auth token is kept in this process's
+      environment instead of being written under ``$HOME``.
+
+    Args:
+        launch: where to run.
+        object_store_bytes: object store size of an embedded Ray.
+
+    Returns:
+        The connection; ``close()`` shuts down an embedded Ray and nothing else.
+
+    Raises:
+        LaunchError: GT410 when the cluster cannot be reached or started, GT411 when
+            this process is already attached to another cluster.
+
+    Example:
+
+    >>> conn = connect(LaunchConfig(workers=2))          # doctest: +SKIP
+    >>> conn.owned                                       # doctest: +SKIP
+    True
+    """
+    global _CONNECTION
+    import ray
+
+    if ray.is_initialized():
+        current = ray.get_runtime_context().gcs_address
+        if launch.address and _is_host_port(launch.address) \
+                and not _same_address(launch.address, current):
+            raise LaunchError(
+                f"this process is already attached to the Ray cluster at {current}, "
+                f"but LaunchConfig(address={launch.address!r}) asks for another one",
+                code="GT411",
+                fix=("call ray.shutdown() before switching clusters, or pass "
+                     f"address={current!r} (or address=None) to use the one attached"),
+                details={"expected": launch.address, "found": current})
+        if _CONNECTION is not None and _CONNECTION.address == current:
+            return _CONNECTION
+        return RayConnection(address=current, owned=False)
+
+    if launch.address:
+        try:
+            ray.init(address=launch.address, logging_level=logging.WARNING,
+                     log_to_driver=True)
+        except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            raise LaunchError(
+                f"could not attach to the Ray cluster at {launch.address!r}: "
+                f"{type(err).__name__}: {err}",
+                code="GT410",
+                fix=("start the cluster first (`ray start --head`, or "
+                     "cluster/local-cluster.sh start) and check the address, or pass "
+                     "address=None to run on an embedded Ray in this process"),
+                details={"address": launch.address}) from err
+        return RayConnection(address=ray.get_runtime_context().gcs_address, owned=False)
+
+    temp_dir = _short_temp_dir()
+    _keep_auth_token_out_of_home()
+    try:
+        ray.init(address="local", _temp_dir=temp_dir, include_dashboard=False,
+                 object_store_memory=object_store_bytes, logging_level=logging.WARNING,
+                 log_to_driver=True)
+    except Exception as err:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise LaunchError(
+            f"could not start an embedded Ray: {type(err).__name__}: {err}",
+            code="GT410",
+            fix=("start a cluster yourself and pass its address "
+                 "(LaunchConfig(address='127.0.0.1:6379')), or run with workers=0"),
+        ) from err
+    _CONNECTION = RayConnection(address=ray.get_runtime_context().gcs_address, owned=True,
+                                temp_dir=temp_dir)
+    # Registered after ray.init, so it runs before Ray's own exit hook: Ray is shut down
+    # first, then its temp dir is removed.
+    atexit.register(_CONNECTION.close)
+    logger.info("started an embedded Ray at %s (temp dir %s)", _CONNECTION.address, temp_dir)
+    return _CONNECTION
+
+
+def check_resources(launch: LaunchConfig,
+                    resources: Mapping[str, float] | Sequence[Mapping[str, float]],
+                    ) -> list[Problem]:
+    """What is missing for ``launch`` on a cluster with ``resources``.
+
+    Pure: no Ray. Each worker needs ``cpus_per_worker`` CPUs and ``gpus_per_worker``
+    GPUs on a single node.
+
+    Args:
+        launch: the request (``workers`` x ``cpus_per_worker`` / ``gpus_per_worker``).
+        resources: either the cluster's totals (``ray.cluster_resources()``), read as one
+            node holding everything, or one mapping per node (``ray.nodes()``'s
+            ``"Resources"``), which also catches a worker that fits no single node.
+
+    Returns:
+        The problems, empty when the request fits. Each names what was expected, what
+        the cluster has, and a fix; codes GT420 (CPU), GT421 (GPU), GT422 (per node).
+
+    Example:
+
+    >>> [p.code for p in check_resources(LaunchConfig(workers=2, gpus_per_worker=1),
+    ...                                  {"CPU": 2.0})]
+    ['GT421']
+    """
+    nodes = [resources] if isinstance(resources, Mapping) else list(resources)
+    n, cpw, gpw = launch.workers, launch.cpus_per_worker, launch.gpus_per_worker
+    if n == 0:
+        return []
+    have_cpu = sum(float(r.get("CPU", 0)) for r in nodes)
+    have_gpu = sum(float(r.get("GPU", 0)) for r in nodes)
+    call = f"LaunchConfig(workers={n}, cpus_per_worker={cpw:g}, gpus_per_worker={gpw:g})"
+    problems = []
+    if n * gpw > have_gpu + _EPS:
+        problems.append(Problem(
+            code="GT421", where=call,
+            expected=f"{n * gpw:g} GPUs ({n} workers x {gpw:g})",
+            found=f"{have_gpu:g} GPUs in the Ray cluster",
+            fix=("use gpus_per_worker=0 to train on CPU workers" if have_gpu == 0 else
+                 f"use at most workers={int((have_gpu + _EPS) // gpw)} with "
+                 f"gpus_per_worker={gpw:g}, or a cluster with more GPUs")))
+    if n * cpw > have_cpu + _EPS:
+        problems.append(Problem(
+            code="GT420", where=call,
+            expected=f"{n * cpw:g} CPUs ({n} workers x {cpw:g})",
+            found=f"{have_cpu:g} CPUs in the Ray cluster",
+            fix=(f"use fewer workers, or a fraction of a CPU each "
+                 f"(cpus_per_worker={max(have_cpu, _EPS) / n:.2g}), or a larger cluster")))
+    if not problems and len(nodes) > 1:
+        fits = sum(_workers_fitting(r, cpw, gpw) for r in nodes)
+        if fits < n:
+            problems.append(Problem(
+                code="GT422", where=call,
+                expected=f"{n} workers, each on one node with {cpw:g} CPUs and {gpw:g} GPUs",
+                found=(f"room for {fits} on nodes with " + ", ".join(
+                    f"{float(r.get('CPU', 0)):g} CPU/{float(r.get('GPU', 0)):g} GPU"
+                    for r in nodes)),
+                fix="ask for less per worker (a worker cannot span nodes), or bigger nodes"))
+    return problems
+
+
+def require_resources(launch: LaunchConfig) -> None:
+    """Raises at once when the attached cluster cannot hold ``launch``.
+
+    Ray Train itself waits for missing resources and retries start-up indefinitely
+    (``use_gpu=True`` on a CPU cluster never starts); this turns it into an error that
+    names what was asked and what exists. Resources that exist but are busy (another
+    job holds them) are only logged: they may free up.
+
+    Raises:
+        LaunchError: GT420/GT421/GT422, with every problem in ``details["problems"]``.
+    """
+    import ray
+
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    problems = check_resources(launch, nodes)
+    if problems:
+        raise LaunchError(
+            "the Ray cluster cannot hold this run:\n" + "\n".join(
+                f"  {p.where}: expected {p.expected}; found {p.found}   [{p.code}]"
+                for p in problems),
+            code=problems[0].code, fix="; ".join(p.fix for p in problems),
+            details={"problems": problems, "expected": problems[0].expected,
+                     "found": problems[0].found})
+    busy = check_resources(launch, ray.available_resources())
+    for problem in busy:
+        logger.warning("Ray resources are busy, start-up will wait for them: %s; %s free now",
+                       problem.expected, problem.found.replace(" in the Ray cluster", ""))
+
+
+def _workers_fitting(node: Mapping[str, float], cpw: float, gpw: float) -> int:
+    limits = [float(node.get("CPU", 0)) / cpw if cpw else math.inf,
+              float(node.get("GPU", 0)) / gpw if gpw else math.inf]
+    fit = min(limits)
+    return 10**9 if fit == math.inf else int(fit + _EPS)
+
+
+def _is_host_port(address: str) -> bool:
+    return "://" not in address and address not in ("auto", "local") and ":" in address
+
+
+def _same_address(requested: str, current: str) -> bool:
+    # Ray reports the node's reachable IP even when attached through 127.0.0.1.
+    import ray
+
+    host, _, port = requested.rpartition(":")
+    current_host, _, current_port = current.rpartition(":")
+    this_host = {"127.0.0.1", "localhost", "0.0.0.0", "::1", ray.util.get_node_ip_address()}
+    return port == current_port and (host == current_host
+                                     or (host in this_host and current_host in this_host))
+
+
+def _short_temp_dir() -> str:
+    # Ray puts Unix sockets under its temp dir, and a socket path is limited to 107 bytes:
+    # a per-user TMPDIR (long on some systems) can be too deep, /tmp is not.
+    base = "/tmp" if os.path.isdir("/tmp") else None
+    return tempfile.mkdtemp(prefix="gtray-", dir=base)
+
+
+def _keep_auth_token_out_of_home() -> None:
+    # A new local Ray turns on token auth and writes the token to ~/.ray/auth_token unless
+    # a token is already in the environment. A random one here keeps auth on and $HOME
+    # clean; the raylet and its workers inherit it. An explicit choice by the user wins.
+    if any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
+        return
+    import secrets
+
+    os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)

@@ -1,0 +1,454 @@
+"""Ray launch machinery: resources, error unwrapping, watchdog (pure) and real runs (ray).
+
+The ray tier runs against one two-node local cluster (``tests/ray_fixtures.py``, ~5 s to
+start); each trainer run costs 13-27 s on 2 cores, so the tier has four, plus an embedded
+Ray in a subprocess (~8 s).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import time
+
+import pytest
+
+from guardtrain.config import LaunchConfig
+from guardtrain.errors import (ConfigError, GuardtrainError, InputSpecError, LaunchError,
+                               Problem, RescueExhaustedError, UnhealthyTrainingError)
+from guardtrain.ray_cluster import check_resources
+from guardtrain import ray_launch as rl
+from tests.ray_fixtures import ray_cluster  # noqa: F401  (session fixture)
+
+
+# ------------------------------------------------------------------------------ pure
+
+ALL_ERRORS = [GuardtrainError, ConfigError, InputSpecError, UnhealthyTrainingError,
+              LaunchError, RescueExhaustedError]
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("cls", ALL_ERRORS)
+def test_every_error_class_survives_pickle(cls):
+    problem = Problem(code="GT201", where="x", expected="(None, 4)", found="(8, 3)",
+                      fix="reshape x")
+    kwargs = {"problems": [problem]} if cls is InputSpecError else {}
+    err = cls("what went wrong", code="GT999", fix="do this", details={"rank": 1, "step": 7},
+              **kwargs)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is cls
+    assert (back.code, back.fix, back.details, str(back)) == (err.code, err.fix, err.details,
+                                                               str(err))
+    assert back.rank == 1
+    if cls is InputSpecError:
+        assert back.problems == [problem]
+
+
+@pytest.mark.pure
+def test_resources_fit():
+    assert check_resources(LaunchConfig(workers=2), {"CPU": 2.0}) == []
+    assert check_resources(LaunchConfig(workers=4, cpus_per_worker=0.5), {"CPU": 2.0}) == []
+    assert check_resources(LaunchConfig(workers=0, gpus_per_worker=1), {}) == []
+    assert check_resources(LaunchConfig(workers=2, gpus_per_worker=1),
+                           [{"CPU": 4, "GPU": 1}, {"CPU": 4, "GPU": 1}]) == []
+
+
+@pytest.mark.pure
+def test_gpu_request_on_cpu_cluster_names_expected_found_fix():
+    [problem] = check_resources(LaunchConfig(workers=2, gpus_per_worker=1), {"CPU": 2.0})
+    assert problem.code == "GT421"
+    assert problem.expected == "2 GPUs (2 workers x 1)"
+    assert problem.found == "0 GPUs in the Ray cluster"
+    assert "gpus_per_worker=0" in problem.fix
+
+
+@pytest.mark.pure
+def test_cpu_shortage_and_worker_that_fits_no_node():
+    [cpu] = check_resources(LaunchConfig(workers=3), {"CPU": 2.0})
+    assert (cpu.code, cpu.expected) == ("GT420", "3 CPUs (3 workers x 1)")
+    # 2 CPUs in all, but a worker cannot span the two 1-CPU nodes.
+    [node] = check_resources(LaunchConfig(workers=1, cpus_per_worker=2), [{"CPU": 1}, {"CPU": 1}])
+    assert node.code == "GT422" and "room for 0" in node.found
+
+
+class _FakeWorkerGroupError(Exception):
+    def __init__(self, failures):
+        super().__init__("Training failed due to worker errors")
+        self.worker_failures = failures
+
+
+class DeadlineExceededError(Exception):  # same name as TensorFlow's: matched by name
+    pass
+
+
+class WorkerHealthCheckFailedError(Exception):  # same name as Ray Train's
+    pass
+
+
+class BroadcastCollectiveTimeoutError(Exception):  # same name as Ray Train's
+    pass
+
+
+class WorkerGroupStartupTimeoutError(Exception):  # same name as Ray Train's
+    pass
+
+
+@pytest.mark.pure
+def test_guardtrain_error_wins_and_keeps_class_code_fields():
+    config_error = ConfigError("lr must be > 0", code="GT123", fix="use lr=1e-3",
+                               details={"field": "lr"})
+    err = rl.unwrap_error(_FakeWorkerGroupError(
+        {0: DeadlineExceededError("Collective ops timed out"), 1: config_error}))
+    assert type(err) is ConfigError
+    assert (err.code, err.fix, err.field, err.rank) == ("GT123", "use lr=1e-3", "lr", 1)
+    assert err.failed_ranks == [0, 1]
+    assert "DeadlineExceededError" in err.errors[0]
+    assert pickle.loads(pickle.dumps(err)).details == err.details
+
+
+@pytest.mark.pure
+@pytest.mark.parametrize("failures, code", [
+    ({1: ValueError("bad shape"), 0: DeadlineExceededError("timed out")}, "GT430"),
+    ({0: WorkerHealthCheckFailedError("actor died"), 1: DeadlineExceededError("t")}, "GT431"),
+    ({1: DeadlineExceededError("Collective ops timed out")}, "GT441"),
+    ({0: BroadcastCollectiveTimeoutError("ranks [1] missing")}, "GT442"),
+])
+def test_other_worker_failures_become_launch_errors_naming_rank(failures, code):
+    err = rl.unwrap_error(_FakeWorkerGroupError(failures))
+    assert type(err) is LaunchError and err.code == code
+    cause_rank = {"GT430": 1, "GT431": 0, "GT441": 1, "GT442": 0}[code]
+    assert err.rank == cause_rank
+    assert f"rank {cause_rank}" in str(err)
+    assert err.error_type == type(failures[cause_rank]).__name__
+    assert "Fix:" in str(err)
+
+
+@pytest.mark.pure
+def test_controller_failures():
+    class _Controller(Exception):
+        def __init__(self, cause):
+            super().__init__(str(cause))
+            self.controller_failure = cause
+
+    assert rl.unwrap_error(_Controller(WorkerGroupStartupTimeoutError("60 s"))).code == "GT423"
+    assert rl.unwrap_error(_Controller(RuntimeError("boom"))).code == "GT432"
+
+
+class _NoReduce(Exception):
+    def __init__(self, a, b):  # custom __init__, no __reduce__: does not unpickle
+        super().__init__(f"{a}/{b}")
+
+
+@pytest.mark.pure
+def test_worker_wrapper_makes_unpicklable_errors_picklable_and_tags_rank():
+    def raises(exc):
+        def fn(config):
+            raise exc
+        return fn
+
+    with pytest.raises(LaunchError) as info:
+        rl._on_worker(raises(_NoReduce(1, 2)))({})
+    assert info.value.code == "GT430" and info.value.error_type == "_NoReduce"
+    assert "_NoReduce" in info.value.traceback
+    pickle.loads(pickle.dumps(info.value))
+
+    with pytest.raises(UnhealthyTrainingError) as info:
+        rl._on_worker(raises(UnhealthyTrainingError("stalled", code="GT301")))({})
+    assert info.value.rank == 0
+
+    with pytest.raises(ValueError):  # picklable: passes through untouched
+        rl._on_worker(raises(ValueError("x")))({})
+
+
+@pytest.mark.pure
+def test_watchdog_reports_rank_step_and_stack():
+    fired = []
+    with rl.Watchdog(0.3, rank=3, on_timeout=fired.append) as dog:
+        for step in range(5):  # beating keeps it quiet
+            time.sleep(0.1)
+            dog.beat(step)
+        time.sleep(0.8)
+    [err] = fired
+    assert err.code == "GT440" and err.rank == 3 and err.step == 4
+    assert "rank 3" in str(err) and "step 4" in str(err)
+    assert "test_watchdog_reports_rank_step_and_stack" in err.stack
+
+
+@pytest.mark.pure
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery to the main thread")
+def test_watchdog_interrupts_a_blocked_main_thread():
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    start = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        with rl.Watchdog(0.5, rank=0):
+            time.sleep(30)  # a step that never returns
+    assert info.value.code == "GT440"
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.pure
+def test_disabled_watchdog_and_bad_timeout():
+    with rl.Watchdog(None) as dog:
+        dog.beat(1)
+    assert dog.error is None
+    with pytest.raises(ConfigError):
+        rl.Watchdog(0)
+
+
+@pytest.mark.pure
+def test_train_env_defaults_and_user_override(monkeypatch):
+    monkeypatch.delenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", raising=False)
+    monkeypatch.delenv("RAY_TRAIN_COLLECTIVE_TIMEOUT_S", raising=False)
+    env = rl.train_env(LaunchConfig(workers=2, step_timeout_s=30))
+    assert env == {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2",
+                   "RAY_TRAIN_COLLECTIVE_TIMEOUT_S": "30.0"}
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "1")
+    assert "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" not in rl.train_env(LaunchConfig(workers=2))
+
+
+@pytest.mark.pure
+def test_run_on_workers_refuses_before_touching_ray(tmp_path):
+    with pytest.raises(LaunchError) as info:
+        rl.run_on_workers(lambda c: None, {}, LaunchConfig(workers=0), storage_path=tmp_path)
+    assert info.value.code == "GT403"
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(LaunchError) as info:  # would silently resume that run
+        rl.run_on_workers(lambda c: None, {}, LaunchConfig(workers=2), storage_path=tmp_path,
+                          run_name="taken")
+    assert info.value.code == "GT404"
+    assert rl.unique_run_name() != rl.unique_run_name()
+
+
+@pytest.mark.pure
+def test_checkpoint_helpers_outside_ray_worker():
+    assert rl.worker_context() == rl.WorkerContext(0, 1, 0, 0, False)
+    with pytest.raises(LaunchError, match="GT450"):
+        rl.save_state({"step": 1})
+    with pytest.raises(LaunchError, match="GT450"):
+        rl.load_state()
+
+
+# ------------------------------------------------------------------------------- ray
+# Train functions run on the workers. This module is pickled by value so that the
+# workers need only guardtrain, not the tests, on their path.
+
+def _pickle_this_module_by_value():
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _tiny_model():
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    return model
+
+
+def _train_steps(strategy, model, rank, steps):
+    """A few manual MWMS steps on this rank's own data shard."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(rank)
+    x = tf.constant(rng.normal(size=(8, 4)), tf.float32)
+    y = tf.reduce_sum(x, axis=1, keepdims=True)
+    loss_fn = keras.losses.MeanSquaredError()  # divides by the replica count itself
+
+    @tf.function
+    def step():
+        def replica_step():
+            with tf.GradientTape() as tape:
+                loss = loss_fn(y, model(x, training=True))
+            grads = tape.gradient(loss, model.trainable_variables)
+            model.optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            return loss
+        return strategy.reduce("SUM", strategy.run(replica_step), axis=None)
+
+    return [float(step()) for _ in range(steps)]
+
+
+def _checksum(model) -> float:
+    return float(sum(float(abs(w).sum()) for w in model.get_weights()))
+
+
+def _all_reduce_fn(config):
+    strategy = rl.make_worker_strategy(timeout_s=60)  # first TF op in the worker
+    import ray
+    import tensorflow as tf
+
+    ctx = rl.worker_context()
+    with strategy.scope():
+        model = _tiny_model()
+        model.optimizer.build(model.trainable_variables)
+    losses = _train_steps(strategy, model, ctx.rank, steps=3)
+
+    def per_rank(value):
+        # One value per rank, gathered in rank order: proves both ranks hold the same.
+        return strategy.gather(strategy.run(lambda: tf.constant([value], tf.float64)), axis=0)
+
+    total = strategy.reduce("SUM", strategy.run(lambda: tf.constant(ctx.rank + 1.0)), axis=None)
+    node = int(ray.get_runtime_context().get_node_id()[:12], 16)
+    return {"world": ctx.world_size, "rank": ctx.rank, "total": float(total),
+            "totals": per_rank(float(total)).numpy().tolist(),
+            "checksums": per_rank(_checksum(model)).numpy().tolist(),
+            "nodes": per_rank(float(node)).numpy().tolist(), "losses": losses}
+
+
+@pytest.mark.ray
+def test_two_workers_on_two_nodes_all_reduce_and_train_in_step(ray_cluster, tmp_path):
+    _pickle_this_module_by_value()
+    launch = LaunchConfig(workers=2, address=ray_cluster, step_timeout_s=60)
+    sigint = signal.getsignal(signal.SIGINT)
+    out = rl.run_on_workers(_all_reduce_fn, {}, launch, storage_path=tmp_path)
+    assert signal.getsignal(signal.SIGINT) is sigint  # Ray's abort handler is not left behind
+    assert (out["rank"], out["world"]) == (0, 2)  # rank 0's return value
+    assert out["total"] == 3.0 and out["totals"] == [3.0, 3.0]
+    assert out["checksums"][0] == out["checksums"][1]  # weights identical on both ranks
+    assert out["nodes"][0] != out["nodes"][1]  # one worker per node (1 CPU each)
+    assert out["losses"][-1] < out["losses"][0]
+
+
+def _raise_on_rank_1(config):
+    if rl.worker_context().rank == 1:
+        raise ConfigError("learning_rate must be > 0", code="GT123", fix="use 1e-3",
+                          details={"field": "learning_rate"})
+    time.sleep(600)  # rank 0 waits, as on a collective, until Ray tears the group down
+
+
+@pytest.mark.ray
+def test_guardtrain_error_on_a_worker_arrives_as_itself(ray_cluster, tmp_path):
+    _pickle_this_module_by_value()
+    launch = LaunchConfig(workers=2, address=ray_cluster)
+    start = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        rl.run_on_workers(_raise_on_rank_1, {}, launch, storage_path=tmp_path)
+    err = info.value
+    assert (err.code, err.fix, err.field, err.rank) == ("GT123", "use 1e-3", "learning_rate", 1)
+    assert str(err).startswith("[GT123] learning_rate must be > 0")
+    assert time.monotonic() - start < 60  # the waiting rank 0 did not hold the run
+
+
+@pytest.mark.ray
+def test_unsatisfiable_requests_fail_in_seconds(ray_cluster, tmp_path):
+    start = time.monotonic()
+    for launch, code in [
+        (LaunchConfig(workers=2, address=ray_cluster, gpus_per_worker=1), "GT421"),
+        (LaunchConfig(workers=3, address=ray_cluster), "GT420"),
+        (LaunchConfig(workers=1, address=ray_cluster, cpus_per_worker=2), "GT422"),
+    ]:
+        with pytest.raises(LaunchError) as info:
+            rl.run_on_workers(lambda c: None, {}, launch, storage_path=tmp_path)
+        assert info.value.code == code and "Fix:" in str(info.value)
+    assert time.monotonic() - start < 10
+
+
+def _kill_once_then_resume(config):
+    strategy = rl.make_worker_strategy(timeout_s=60)
+    ctx = rl.worker_context()
+    with strategy.scope():
+        model = _tiny_model()
+        model.optimizer.build(model.trainable_variables)
+    state = rl.load_state(read_fn=lambda d: model.load_weights(os.path.join(d, "m.weights.h5")))
+    if state is not None:
+        return {"resumed": True, "state": state, "checksum": _checksum(model)}
+    _train_steps(strategy, model, ctx.rank, steps=3)
+    rl.save_state({"step": 3, "checksum": _checksum(model)},
+                  write_fn=lambda d: model.save_weights(os.path.join(d, "m.weights.h5")),
+                  metrics={"step": 3})
+    if ctx.rank == 1 and not os.path.exists(config["marker"]):
+        open(config["marker"], "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies, once
+    _train_steps(strategy, model, ctx.rank, steps=3)  # rank 0 waits here on its dead peer
+    return {"resumed": False}
+
+
+@pytest.mark.ray
+def test_checkpoint_restored_after_worker_process_is_killed(ray_cluster, tmp_path):
+    _pickle_this_module_by_value()
+    launch = LaunchConfig(workers=2, address=ray_cluster, max_failures=1, step_timeout_s=60)
+    out = rl.run_on_workers(_kill_once_then_resume, {"marker": str(tmp_path / "killed")},
+                            launch, storage_path=tmp_path / "runs")
+    assert (tmp_path / "killed").exists()
+    assert out["resumed"] is True and out["state"]["step"] == 3
+    assert out["checksum"] == pytest.approx(out["state"]["checksum"], rel=1e-6)
+
+
+def _hang_on_both_ranks(config):
+    rank = rl.worker_context().rank
+    if rank == 0:
+        dog = rl.Watchdog(config["timeout_s"]).start()
+        dog.beat(step=7)
+    time.sleep(600)  # a step that never returns, on both ranks; only rank 0 is watched
+
+
+@pytest.mark.ray
+def test_watchdog_turns_a_hung_worker_into_launch_error(ray_cluster, tmp_path):
+    _pickle_this_module_by_value()
+    launch = LaunchConfig(workers=2, address=ray_cluster)
+    start = time.monotonic()
+    with pytest.raises(LaunchError) as info:
+        rl.run_on_workers(_hang_on_both_ranks, {"timeout_s": 2.0}, launch, storage_path=tmp_path)
+    err = info.value
+    assert (err.code, err.rank, err.step) == ("GT440", 0, 7)
+    assert "time.sleep(600)" in err.stack
+    assert time.monotonic() - start < 60
+
+
+_EMBEDDED = """
+import json, ray
+from guardtrain.config import LaunchConfig
+from guardtrain.ray_cluster import connect, require_resources
+conn = connect(LaunchConfig(workers=1))
+require_resources(LaunchConfig(workers=1))
+again = connect(LaunchConfig(workers=1))
+print(json.dumps({"owned": conn.owned, "same": again is conn, "temp_dir": conn.temp_dir,
+                  "cpus": ray.cluster_resources().get("CPU"),
+                  "store": ray.cluster_resources().get("object_store_memory")}))
+"""  # exits without close(): the exit hook must shut Ray down and remove its temp dir
+
+
+@pytest.mark.ray
+def test_embedded_ray_is_private_small_and_cleaned_up(tmp_path):
+    import json
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(tmp_path), PYTHONPATH=os.getcwd())
+    done = subprocess.run([sys.executable, "-c", _EMBEDDED], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["owned"] and out["same"] and out["cpus"] >= 1
+    assert out["store"] == 300 * 1024 * 1024
+    assert not os.path.exists(out["temp_dir"])
+    assert not (tmp_path / ".ray").exists()  # no auth token written under $HOME
+
+
+_LATE_STRATEGY = """
+import tensorflow as tf
+from guardtrain import ray_launch as rl
+tf.constant(1.0) + 1  # a TensorFlow op before the strategy
+try:
+    rl.make_worker_strategy(5)
+except rl.LaunchError as err:
+    print(err.code)
+"""
+
+
+@pytest.mark.tf
+def test_strategy_after_another_tf_op_is_a_clear_error():
+    import json
+    import subprocess
+
+    tf_config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                 "task": {"type": "worker", "index": 0}}
+    env = dict(os.environ, TF_CONFIG=json.dumps(tf_config), PYTHONPATH=os.getcwd(),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", _LATE_STRATEGY], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "GT402", done.stderr[-2000:]
