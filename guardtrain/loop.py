@@ -88,13 +88,17 @@ class TrainLoop:
         history: where step rows go; events: the events log.
         supervisor: the guard/rescue hook (``Unsupervised`` when the guard is off).
         is_chief: writes files only when True (rank 0 on Ray).
+        attempt, position: where a resumed run starts (crash recovery).
+        chunk_hooks: called with the loop after every chunk, on every rank (checkpoints,
+            the watchdog's beat).
     """
 
     def __init__(self, *, model, strategy, data, epochs: int, steps_per_loop: int,
                  callbacks=None, verbose: int = 1, validation_data=None,
                  validation_batch_size: int | None = None,
                  history: HistoryWriter, events: EventLog, supervisor: Supervisor | None = None,
-                 is_chief: bool = True, attempt: int = 1, position: Position | None = None):
+                 is_chief: bool = True, attempt: int = 1, position: Position | None = None,
+                 chunk_hooks=()):
         self.model = model
         self.strategy = strategy
         self.data = data
@@ -108,6 +112,7 @@ class TrainLoop:
         self.is_chief = is_chief
         self.attempt = attempt
         self.pos = position or Position()
+        self.chunk_hooks = list(chunk_hooks)
         self.runner = StepRunner(model, strategy)
         self.snapshot = Snapshot(model, strategy)
         self.logs: dict[str, float] = {}
@@ -118,8 +123,10 @@ class TrainLoop:
     # -- what the supervisor may read and change -----------------------------------------
     @property
     def learning_rate(self) -> float:
-        # float() on the variable raises under a strategy (PITFALLS 14).
-        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        # float() on the variable raises under a strategy (PITFALLS 14); the variable is
+        # float32, so 1e-6 reads back as 9.99999997e-07: keep float32's 7 digits.
+        value = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        return float(f"{value:.7g}")
 
     def set_learning_rate(self, value: float) -> None:
         """Assigns the rate held in the optimizer's variable: no retrace."""
@@ -207,6 +214,8 @@ class TrainLoop:
                             learning_rate=out.learning_rate, optimizer=opt, verdict=verdict)
         self.logs = logs
         cbs.on_train_batch_end(pos.step_in_epoch + n - 1, logs)
+        for hook in self.chunk_hooks:
+            hook(self)
 
     def _validate(self) -> dict[str, float]:
         val = self.validation_data
@@ -215,7 +224,26 @@ class TrainLoop:
             sw = val[2] if len(val) > 2 else None
         else:
             x, y, sw = val, None, None
-        out = self.model.evaluate(x, y, sample_weight=sw, batch_size=self.validation_batch_size,
-                                  callbacks=self.callbacks, verbose=0, return_dict=True)
+        if getattr(self.strategy.extended, "_num_workers", 1) > 1:
+            out = self._validate_locally(x, y, sw)
+        else:
+            out = self.model.evaluate(x, y, sample_weight=sw,
+                                      batch_size=self.validation_batch_size,
+                                      callbacks=self.callbacks, verbose=0, return_dict=True)
         return {f"val_{k}": float(v) for k, v in out.items()}
+
+    def _validate_locally(self, x, y, sw) -> dict:
+        """Validation on several workers: every rank evaluates the whole set on a local copy.
+
+        Keras 3's ``evaluate`` under ``MultiWorkerMirroredStrategy`` hands a PerReplica
+        batch to the model and fails; a copy outside the strategy, with the current
+        weights, gives every rank the same exact figures and needs no collective.
+        """
+        if getattr(self, "_val_model", None) is None:
+            self._val_model = keras.models.clone_model(self.model)
+            self._val_model.compile_from_config(self.model.get_compile_config())
+        self._val_model.set_weights(self.model.get_weights())
+        return self._val_model.evaluate(x, y, sample_weight=sw,
+                                        batch_size=self.validation_batch_size, verbose=0,
+                                        return_dict=True)
 

@@ -79,6 +79,20 @@ class Snapshot:
     def ready(self) -> bool:
         return self._has_data
 
+    def to_numpy(self) -> dict:
+        """The saved values and where they were taken (for a crash-recovery checkpoint)."""
+        return {"weights": [v.numpy() for v in self._weights],
+                "optimizer": [v.numpy() for v in self._opt],
+                "where": (self.step, self.epoch, self.step_in_epoch), "ready": self._has_data}
+
+    def from_numpy(self, saved: dict) -> None:
+        for v, value in zip(self._weights, saved["weights"]):
+            v.assign(value)
+        for v, value in zip(self._opt, saved["optimizer"]):
+            v.assign(value)
+        self.step, self.epoch, self.step_in_epoch = saved["where"]
+        self._has_data = saved["ready"]
+
     def restore(self, *, with_optimizer: bool = True) -> None:
         """Puts the saved weights back (and the optimizer state, unless switching)."""
         self._restore_fn(tf.constant(with_optimizer))

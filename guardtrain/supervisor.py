@@ -83,11 +83,11 @@ class GuardSupervisor:
 
     # -- the hook ------------------------------------------------------------------------
     def begin(self, loop) -> None:
-        if self.rstate is None:  # not when resuming from a checkpointed state
+        if self.rstate is None:  # a resumed run brings its state and its snapshot
             self.rstate = rescue_mod.initial_state(
                 optimizer=loop.optimizer_name, learning_rate=loop.learning_rate,
                 step=loop.pos.step)
-        loop.save_snapshot()
+            loop.save_snapshot()
 
     def after_chunk(self, loop, stats: dict[str, np.ndarray]) -> str:
         self.gstate, verdict = guard_mod.observe(self.gstate, stats, self.guard_config)

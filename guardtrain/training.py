@@ -148,7 +148,7 @@ def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = 
         if verbose and getattr(report, "warnings", None):
             print(report)
     if launch.workers:
-        from guardtrain.ray_launch import fit_on_ray
+        from guardtrain.ray_fit import fit_on_ray
 
         return fit_on_ray(model, x, y, batch_size=batch_size, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, steps_per_loop=steps_per_loop,
