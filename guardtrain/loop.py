@@ -7,8 +7,8 @@ Reads top to bottom like ``model.fit``::
         while steps remain in the epoch:  on_train_batch_begin(first step of the chunk)
             run one chunk (StepRunner)    <- one host sync
             summarise its statistics      (NumPy)
-            supervisor.after_chunk(...)   <- the guard judges, the rescue acts
             record the rows               (history)
+            supervisor.after_chunk(...)   <- the guard judges, the rescue acts
                                           on_train_batch_end(last step, logs)
         validation (model.evaluate)       on_test_*  (Keras's own)
                                           on_epoch_end(epoch, logs)
@@ -53,6 +53,7 @@ class Unsupervised:
 
     verdict = "healthy"
     attempts: list = []
+    last_label = None
 
     def begin(self, loop):
         pass
@@ -209,9 +210,16 @@ class TrainLoop:
         logs["grad_norm"] = float(np.median(stats["grad_norm_mean"]))
         stats["step"] = steps
         stats["learning_rate"] = out.learning_rate
-        verdict = self.supervisor.after_chunk(self, stats)
+        # Rows first, so that the chunk a verdict is about is in the history even when the
+        # verdict ends the run; labelled once judged.
         self.history.append(attempt=attempt, steps=steps, epoch=pos.epoch, stats=stats,
-                            learning_rate=out.learning_rate, optimizer=opt, verdict=verdict)
+                            learning_rate=out.learning_rate, optimizer=opt, verdict="unjudged")
+        verdict = "unjudged"
+        try:
+            verdict = self.supervisor.after_chunk(self, stats)
+        finally:
+            self.history.relabel_last(attempt, n, getattr(self.supervisor, "last_label", None)
+                                      or verdict)
         self.logs = logs
         cbs.on_train_batch_end(pos.step_in_epoch + n - 1, logs)
         for hook in self.chunk_hooks:

@@ -80,6 +80,8 @@ class GuardSupervisor:
         self.rstate = None
         self.verdict = "healthy"
         self.attempts: list[dict] = []
+        self.last_label: str | None = None
+        self._adjusted = False  # an ADJUST waits for a healthy verdict to count as rescued
 
     # -- the hook ------------------------------------------------------------------------
     def begin(self, loop) -> None:
@@ -92,10 +94,14 @@ class GuardSupervisor:
     def after_chunk(self, loop, stats: dict[str, np.ndarray]) -> str:
         self.gstate, verdict = guard_mod.observe(self.gstate, stats, self.guard_config)
         label = verdict.kind if verdict.settled else f"{verdict.kind} (warm-up)"
+        self.last_label = label
+        if self._adjusted and verdict.settled and not verdict.unhealthy:
+            self.verdict = "rescued"
         if verdict.unhealthy:
             self.events.add("verdict", **_plain(verdict))
             logger.warning("[guard] %s", verdict.reason)
             if not self.rescue_enabled:
+                self.last_label = verdict.kind
                 loop.rewind()
                 self.verdict = "failed"
                 raise rescue_mod.unhealthy_error(verdict, attempts=self.rstate.attempts)
@@ -109,6 +115,11 @@ class GuardSupervisor:
         return label
 
     def end(self, loop) -> None:
+        if self.verdict == "adjusted":
+            # The run ended before the new attempt filled a window: call it rescued only
+            # if its loss is clearly falling.
+            self.verdict = "rescued" if _falling(self.gstate.window,
+                                                 self.guard_config.flat_loss_fraction) else "failed"
         self.rstate = rescue_mod.finish(self.rstate, step=loop.pos.step)
         self.attempts = [dataclasses.asdict(a) for a in self.rstate.attempts]
 
@@ -140,7 +151,8 @@ class GuardSupervisor:
         loop.attempt = decision.attempt
         self.rstate = rescue_mod.apply(decision, self.rstate)
         self.gstate = guard_mod.new_attempt(self.gstate)
-        self.verdict = "rescued"
+        self._adjusted = True
+        self.verdict = "adjusted"  # until the new attempt is judged healthy
 
     def _probe(self, loop, decision) -> list:
         """A short range test from the snapshot; leaves the loop at the snapshot."""
@@ -170,6 +182,16 @@ class GuardSupervisor:
 
     def restore(self, state: dict) -> None:
         self.gstate, self.rstate, self.verdict = state["gstate"], state["rstate"], state["verdict"]
+
+
+def _falling(window, fraction: float) -> bool:
+    """The attempt's loss: last quarter's median below the first quarter's by ``fraction``."""
+    if not window or len(window.get("loss", ())) < 8:
+        return False
+    loss = np.asarray(window["loss"], dtype=float)
+    q = len(loss) // 4
+    first, last = np.median(loss[:q]), np.median(loss[-q:])
+    return bool(np.isfinite(last) and last < first - fraction * abs(first))
 
 
 def _has_schedule(optimizer) -> bool:

@@ -194,9 +194,12 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
         events.add("error", code=err.code, message=err.message)
         history.flush() if is_chief else None
         raise
-    if user_model is not None and user_model is not model:
-        user_model.set_weights(model.get_weights())   # model.fit updates the user's model
-        model = user_model
+    finally:
+        # model.fit trains the user's model: hand the final (or, after an abort, the last
+        # healthy) weights back to the instance the user holds, also on error.
+        if user_model is not None and user_model is not model:
+            user_model.set_weights(model.get_weights())
+    model = user_model if user_model is not None else model
     events.add("end", verdict=supervisor.verdict, step=loop.pos.step)
     if is_chief:
         write_atomic(path / "model.keras", model.save)
