@@ -9,8 +9,10 @@ replicas (2 logical CPUs), prints steps/s of:
   bare     guardtrain's chunked step, statistics off (the same loop, nothing measured)
   stats    guardtrain's chunked step with every-step statistics
   gt.fit   the whole gt.fit loop: statistics, host summary, history, callbacks
+  +guard   the same with the guard judging every chunk (and snapshots when healthy)
 
-and the ratios that matter: stats/bare (the statistics' overhead), gt.fit/fitK, gt.fit/fit1.
+and the ratios that matter: stats/bare (the statistics' overhead), guard/gt (the guard's),
+gt.fit/fitK, gt.fit/fit1.
 Each figure is the median of --repeats interleaved timings of --steps steps after a warm-up
 (the machine is shared and noisy: read the ratios, not the absolute times).
 
@@ -49,6 +51,7 @@ def main() -> None:
     from guardtrain.inputs import make_train_data
     from guardtrain.loop import TrainLoop
     from guardtrain.step import StepRunner
+    from guardtrain.supervisor import GuardSupervisor
 
     K = args.steps_per_loop
     strategies = {1: tf.distribute.get_strategy(),
@@ -112,15 +115,17 @@ def main() -> None:
             runner.run(it, K)
         return (steps // K) * K / (time.perf_counter() - t0)
 
-    def time_gt(builder, strategy, batch, steps, tmp):
+    def time_gt(builder, strategy, batch, steps, tmp, guarded=False):
         m, shape = compiled(builder, strategy)
         x, y = data(shape, batch * steps)
         clock = Clock()
         full = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
                                strategy=strategy)
+        events = EventLog(tmp, enabled=False)
+        supervisor = GuardSupervisor(events=events, verbose=0) if guarded else None
         TrainLoop(model=m, strategy=strategy, data=full, epochs=2, steps_per_loop=K, verbose=0,
-                  callbacks=[clock], history=HistoryWriter(tmp, "bench"),
-                  events=EventLog(tmp, enabled=False)).run()
+                  callbacks=[clock], history=HistoryWriter(tmp, "bench"), events=events,
+                  supervisor=supervisor).run()
         return steps / (clock.t1 - clock.t0)
 
     import tempfile
@@ -135,7 +140,7 @@ def main() -> None:
         for replicas in (1, 2):
             strategy = strategies[replicas]
             for batch in (64, 256):
-                runs = {k: [] for k in ("fit1", "fitK", "bare", "stats", "gt.fit")}
+                runs = {k: [] for k in ("fit1", "fitK", "bare", "stats", "gt.fit", "guard")}
                 for _ in range(args.repeats):
                     runs["fit1"].append(time_fit(builder, strategy, batch, steps, 1))
                     if replicas == 1:
@@ -143,12 +148,14 @@ def main() -> None:
                     runs["bare"].append(time_runner(builder, strategy, batch, steps, False))
                     runs["stats"].append(time_runner(builder, strategy, batch, steps, True))
                     runs["gt.fit"].append(time_gt(builder, strategy, batch, steps, tmp))
+                    runs["guard"].append(time_gt(builder, strategy, batch, steps, tmp, True))
                 med = {k: statistics.median(v) if v else float("nan") for k, v in runs.items()}
                 rows.append((name, replicas, batch, med))
                 keras.backend.clear_session()
 
     head = (f"{'model':>5} {'rep':>3} {'batch':>5} | {'fit1':>8} {'fitK':>8} {'bare':>8} "
-            f"{'stats':>8} {'gt.fit':>8} | {'bare/stats':>10} {'fitK/gt':>8} {'fit1/gt':>8}")
+            f"{'stats':>8} {'gt.fit':>8} {'+guard':>8} | {'bare/stats':>10} {'gt/guard':>8} "
+            f"{'fitK/gt':>8} {'fit1/gt':>8}")
     print(f"steps/s (median of {args.repeats}); ratios > 1 mean guardtrain's side is slower "
           f"by that factor; steps_per_loop={K}")
     print(head)
@@ -157,8 +164,9 @@ def main() -> None:
         fmt = lambda v: f"{v:8.0f}" if v == v else f"{'n/a':>8}"  # noqa: E731
         r = lambda a, b: f"{m[a] / m[b]:.3f}" if m[a] == m[a] else "n/a"  # noqa: E731
         print(f"{name:>5} {replicas:>3} {batch:>5} | {fmt(m['fit1'])} {fmt(m['fitK'])} "
-              f"{fmt(m['bare'])} {fmt(m['stats'])} {fmt(m['gt.fit'])} | "
-              f"{r('bare', 'stats'):>10} {r('fitK', 'gt.fit'):>8} {r('fit1', 'gt.fit'):>8}")
+              f"{fmt(m['bare'])} {fmt(m['stats'])} {fmt(m['gt.fit'])} {fmt(m['guard'])} | "
+              f"{r('bare', 'stats'):>10} {r('gt.fit', 'guard'):>8} {r('fitK', 'gt.fit'):>8} "
+              f"{r('fit1', 'gt.fit'):>8}")
 
 
 if __name__ == "__main__":
