@@ -27,6 +27,8 @@ _LAZY = {
     "CheckReport": "guardtrain.checking",
     "Result": "guardtrain.result",
     "load_history": "guardtrain.history",
+    "report": "guardtrain.reporting",
+    "plot": "guardtrain.reporting",
     "split_cpu": "guardtrain.devices",
 }
 
