@@ -148,8 +148,12 @@ class TrainLoop:
         self.snapshot.rebind_optimizer()
 
     def save_snapshot(self) -> None:
-        self.snapshot.save(step=self.pos.step, epoch=self.pos.epoch,
-                           step_in_epoch=self.pos.step_in_epoch)
+        pos = self.pos
+        if pos.step_in_epoch >= self.data.steps_per_epoch:
+            # At an epoch's end, the snapshot belongs to the start of the next one: a
+            # rewind there must not end (and log) the finished epoch a second time.
+            pos = Position(pos.step, pos.epoch + 1, 0)
+        self.snapshot.save(step=pos.step, epoch=pos.epoch, step_in_epoch=pos.step_in_epoch)
 
     def rewind(self, *, with_optimizer: bool = True) -> None:
         """Restores the snapshot and moves the position back to it."""

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 from typing import Mapping, Sequence
 
@@ -124,6 +125,7 @@ def connect(launch: LaunchConfig, *,
         return RayConnection(address=current, owned=False)
 
     if launch.address:
+        _require_reachable(launch.address)
         try:
             ray.init(address=launch.address, logging_level=logging.WARNING,
                      log_to_driver=True)
@@ -159,6 +161,26 @@ def connect(launch: LaunchConfig, *,
     atexit.register(_CONNECTION.close)
     logger.info("started an embedded Ray at %s (temp dir %s)", _CONNECTION.address, temp_dir)
     return _CONNECTION
+
+
+def _require_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fails in seconds on a ``host:port`` nothing listens on (``ray.init`` retries for
+    minutes there)."""
+    if not _is_host_port(address):
+        return  # "auto", "ray://...": Ray resolves these itself
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except OSError as err:
+        raise LaunchError(
+            f"could not attach to the Ray cluster at {address!r}: nothing answers there "
+            f"({type(err).__name__}: {err})",
+            code="GT410",
+            fix=("start the cluster first (`ray start --head`, or cluster/local-cluster.sh "
+                 "start) and check the address, or pass address=None to run on an embedded "
+                 "Ray in this process"),
+            details={"address": address}) from None
 
 
 def check_resources(launch: LaunchConfig,

@@ -42,9 +42,12 @@ class Result:
             ratio = self.history.column("update_ratio").to_pylist()
             lines.append(f"  loss: {loss[0]:.4g} -> {loss[-1]:.4g}   "
                          f"last update_ratio: {ratio[-1]:.2e}")
-        for key, value in self.logs.items():
-            if key.startswith("val_") or key in ("accuracy", "loss"):
-                lines.append(f"  {key}: {value:.4g}")
+        last = {k: v for k, v in self.logs.items() if not k.startswith("val_")
+                and k not in ("update_ratio", "grad_norm")}
+        val = {k: v for k, v in self.logs.items() if k.startswith("val_")}
+        for name, part in (("last epoch", last), ("validation", val)):
+            if part:
+                lines.append(f"  {name}: " + "  ".join(f"{k} {v:.4g}" for k, v in part.items()))
         for attempt in self.attempts:
             text = attempt.get("summary") if isinstance(attempt, dict) else str(attempt)
             if text:
