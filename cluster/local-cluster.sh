@@ -62,6 +62,18 @@ pid_of() {
   if ps -o args= -p "$pid" 2>/dev/null | grep -q -- "start --block"; then echo "$pid"; fi
 }
 
+# The PID of a node just started: right after the fork its command line may not read
+# "ray start --block" yet, so pid_of would see nothing for a moment; wait up to 5 s.
+started_pid() {
+  local i pid
+  for ((i = 0; i < 50; i++)); do
+    pid="$(pid_of "$1")"
+    [[ -n "$pid" ]] && { echo "$pid"; return 0; }
+    sleep 0.1
+  done
+  cat "$DIR/$1.pid" 2>/dev/null || true
+}
+
 # Waits until the node process logs that its runtime started, or dies. (Polling `ray status`
 # instead costs a second or more per call, and much longer while the GCS is not up yet.)
 wait_started() {
@@ -127,9 +139,9 @@ cmd_start() {
   mkdir -p "$DIR/tmp"
   start_node head --head --port="$PORT" --ray-client-server-port="$CLIENT_PORT" \
     --include-dashboard=false --num-cpus="$HEAD_CPUS" --num-gpus=0 --temp-dir="$DIR/tmp"
-  if ! wait_started "$(pid_of head)" head; then cmd_stop; return 1; fi
+  if ! wait_started "$(started_pid head)" head; then cmd_stop; return 1; fi
   start_node node2 --address="$ADDRESS" --num-cpus="$NODE_CPUS" --num-gpus=0
-  if ! wait_started "$(pid_of node2)" node2; then cmd_stop; return 1; fi
+  if ! wait_started "$(started_pid node2)" node2; then cmd_stop; return 1; fi
   echo "$ADDRESS" >"$DIR/address"
   log "2 nodes up (head pid $(pid_of head), node2 pid $(pid_of node2)); logs in $DIR"
   echo "$ADDRESS"

@@ -121,7 +121,9 @@ class HistoryWriter:
         return self._rows
 
     def restore(self, rows: dict[int, dict[str, list]]) -> None:
+        """Takes over the rows of a checkpoint or of a worker; the next flush writes them."""
         self._rows = {int(k): v for k, v in rows.items()}
+        self._dirty = set(self._rows)
 
 
 def load_history(run_dir: str | os.PathLike) -> pa.Table:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from guardtrain.config import LaunchConfig
-from guardtrain.errors import ConfigError
+from guardtrain.errors import (ConfigError, GuardtrainError, RescueExhaustedError,
+                               UnhealthyTrainingError)
 
 __all__ = ["fit_on_ray"]
 
@@ -110,6 +111,11 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
     events.write()
     import keras
 
+    if out.get("error") is not None:
+        # As in-process: the user's model holds the last healthy weights after an abort.
+        if isinstance(model, keras.Model):
+            model.set_weights(out["weights"])
+        raise out["error"]
     final = model if isinstance(model, keras.Model) else model()
     final.set_weights(out["weights"])
     write_atomic(path / "model.keras", final.save)
@@ -170,8 +176,29 @@ def _train_on_worker(config: dict) -> dict | None:
     if state is not None:
         checkpoint.restore(loop, saved, state)
         events.add("restart", step=loop.pos.step, attempt=loop.attempt, rank=ctx.rank)
+    failure = None
     with dog:
-        logs = loop.run()
+        try:
+            logs = loop.run()
+        except GuardtrainError as err:
+            # As in-process: the error in the events, the chunk that ended the run in the
+            # history.
+            events.add("error", code=err.code, message=err.message)
+            if is_chief and events.enabled:
+                history.flush()
+            if not isinstance(err, _DECIDED):
+                raise
+            failure = err
+    if failure is not None:
+        # A verdict, taken by every rank at the same step from gathered figures: returned,
+        # not raised. Ray Train counts an exception as a crash and would restart the group
+        # from its last checkpoint to meet the same verdict again (forever at
+        # max_failures=-1). The driver raises it.
+        failure.details.setdefault("rank", ctx.rank)
+        if not is_chief:
+            return None
+        return {"error": failure, "weights": model.get_weights(),
+                "history": history.state(), "events": events.events}
     digests = _decision_digests(strategy, events.events)
     events.add("end", verdict=supervisor.verdict, step=loop.pos.step,
                decision_digests=digests, same_decisions=len(set(digests)) == 1)
@@ -180,6 +207,11 @@ def _train_on_worker(config: dict) -> dict | None:
     return {"weights": model.get_weights(), "history": history.state(),
             "events": events.events, "attempts": list(getattr(supervisor, "attempts", [])),
             "verdict": supervisor.verdict, "logs": logs}
+
+
+# Errors that come from the guard's and the rescue's decisions: every rank raises them at
+# the same step, so the run can end on all ranks without Ray Train seeing a failure.
+_DECIDED = (UnhealthyTrainingError, RescueExhaustedError)
 
 
 def _decision_digests(strategy, events: list) -> list[int]:
@@ -323,6 +355,7 @@ class _Checkpointer:
             "snapshot": loop.snapshot.to_numpy(), "position": loop.pos,
             "attempt": loop.attempt, "supervisor": _supervisor_state(self.supervisor),
             "history": self.history.state(), "events": self.events.events,
+            "logs": dict(loop.logs),
         }
 
         def write(directory):
@@ -345,6 +378,9 @@ class _Checkpointer:
             self.supervisor.restore(saved["supervisor"])
         self.history.restore(saved["history"])
         self.events.events = list(saved["events"])
+        # The logs of the last chunk: a checkpoint at the end of an epoch resumes straight
+        # into that epoch's end, whose logs (and callbacks) would otherwise get {}.
+        loop.logs = dict(saved.get("logs", {}))
 
 
 def _supervisor_state(supervisor):

@@ -15,6 +15,7 @@ import datetime
 import logging
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -138,15 +139,21 @@ def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = 
         from guardtrain.devices import split_cpu
 
         split_cpu(launch.cpu_replicas)  # before anything below touches TensorFlow
-    try:
-        from guardtrain.checking import check
-    except ImportError:  # validation lands separately
-        check = None
-    if check is not None:
-        report = check(model, x, y, batch_size=batch_size, validation_data=validation_data,
-                       launch=launch)
-        if verbose and getattr(report, "warnings", None):
-            print(report)
+    if launch.workers and "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            # The cluster is known already: a request it cannot hold is a launch error,
+            # the same one fit_on_ray raises when it connects itself.
+            from guardtrain.ray_cluster import require_resources
+
+            require_resources(launch)
+    from guardtrain.checking import check
+
+    report = check(model, x, y, batch_size=batch_size, validation_data=validation_data,
+                   launch=launch)
+    if verbose and report.warnings:
+        print(report)
     if launch.workers:
         from guardtrain.ray_fit import fit_on_ray
 

@@ -8,6 +8,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# One Ray cluster for the whole session: a session fixture imported into several test
+# modules would be one fixture per module, and a second cluster in one process fails.
+from tests.ray_fixtures import ray_cluster  # noqa: E402,F401
+
 
 def pytest_configure(config):
     try:

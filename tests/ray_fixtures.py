@@ -2,8 +2,7 @@
 
 ``ray_cluster`` starts ``cluster/local-cluster.sh`` on free ports with a private state
 dir, attaches this process to it, and at the end detaches and stops only what the script
-started (by PID). Import it where it is needed: ``from tests.ray_fixtures import
-ray_cluster``.
+started (by PID). ``tests/conftest.py`` imports it, so every module shares it.
 
 Ray tests run serially against this one cluster: several Ray instances on one host
 confuse Ray's cleanup, and each Ray worker with TensorFlow holds ~0.8 GiB.

@@ -20,7 +20,6 @@ import pytest
 
 from guardtrain import cli, errors
 from guardtrain.jobfile import parse_job, parse_override
-from tests.ray_fixtures import ray_cluster  # noqa: F401  (session fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -20,7 +20,6 @@ from guardtrain.errors import (ConfigError, GuardtrainError, InputSpecError, Lau
                                Problem, RescueExhaustedError, UnhealthyTrainingError)
 from guardtrain.ray_cluster import check_resources
 from guardtrain import ray_launch as rl
-from tests.ray_fixtures import ray_cluster  # noqa: F401  (session fixture)
 
 
 # ------------------------------------------------------------------------------ pure
