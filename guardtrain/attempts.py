@@ -47,7 +47,8 @@ _FIX = {
     OSCILLATING: "lower the learning rate 3-10x",
     VANISHING: "use ReLU-family activations with He initialisation, normalisation or "
                "residual connections, or Adam",
-    DEAD_UNITS: "lower the learning rate, or use LeakyReLU/ELU activations",
+    DEAD_UNITS: "lower the learning rate, standardise inputs far off unit scale "
+                "((x - mean) / std), or use LeakyReLU/ELU activations",
     REPLICA_IMBALANCE: "that replica's data shard is empty, constant or all zeros: give "
                        "every replica at least one real batch (check the sharding)",
     CODE_INPUT: "look for NaN/inf in x and y (np.isfinite(x).all()) and for labels the "

@@ -8,23 +8,39 @@ A guard that interrupts healthy training is worse than none (PITFALLS 24). So no
 judged during warm-up, every verdict needs its condition over a whole window, and every
 verdict about a run that does not learn needs two witnesses: a weight-side figure orders
 of magnitude off its healthy value, *and* a loss that does not fall. A falling loss is
-never touched. Rules, in order (the first that holds wins; defaults in ``GuardConfig``):
+never touched; "falling" means by a real fraction of the starting loss *and* by more than
+batch noise moves the median of a half window (with weights that stand still, the two
+medians still differ by chance). Rules, in order (the first that holds wins; defaults in
+``GuardConfig``):
 
 ```
 DIVERGED           any non-finite step (checked from the very first step, warm-up or not)
 -- nothing else until warmup_steps + window_steps steps of the attempt --
 REPLICA_IMBALANCE  one replica's gradient norm <= 1e-3 x the largest, in >= 90% of steps
+HEALTHY            loss falls between window halves by >= 1% of the starting loss and by
+                   >= 3 standard errors of batch noise
 DIVERGED           loss risen by >= 2 x the starting loss above its low, in the last
                    quarter's median and in 3/4 of the second half's steps
-HEALTHY            loss falls by >= 1% of the starting loss between window halves
-CONVERGED          flat, and at <= 10% of the starting loss: never rescued
-DEAD_UNITS         flat, >= 90% of gradient entries exactly 0, update_ratio < 1e-5
-VANISHING          flat, grad_first/grad_last < 1e-3 and grad_first < 1e-4
+CONVERGED          flat, and at <= 10% of the starting loss: never rescued (unless no
+                   gradient reaches the first layer: DEAD_UNITS below)
+DEAD_UNITS         flat, >= 90% of gradient entries exactly 0, and the weights still:
+                   update_ratio < 1e-5, or (units that died during the attempt) the
+                   slowest layer's ratio < 1e-5, or the first layer's gradient exactly 0
+                   while the last layer's is not, or that share rose by >= 0.5 since the
+                   attempt's first step
+VANISHING          flat, grad_first/grad_last < 1e-3, grad_first < 1e-4, and the slowest
+                   layer's update ratio < 1e-5 (Adam moves every layer whatever the
+                   gradient's size: a tiny gradient is then not why the loss is flat)
 STALLED            flat, update_ratio < 1e-5 (and no learning-rate schedule decaying)
 OSCILLATING        flat, update_ratio >= 1e-2, and the loss flips direction in >= 90% of
                    steps or update_ratio >= 1e-1 (weights thrown around)
 HEALTHY            everything else
 ```
+
+A verdict's weights are fit to be "the last healthy" snapshot (``snapshot_ok``) only when
+the loss is not above the DIVERGED line and no units died in the window (>= 90% of
+gradient entries exactly 0 at its end, up from the attempt's first step): a rollback to
+dead units could not revive them.
 
 Use ``observe`` from the loop (it holds the rolling window and the starting figures in a
 ``GuardState``), or ``judge`` on a window you keep yourself.
@@ -76,6 +92,15 @@ _DIVERGED_STEPS_FRACTION = 0.75
 # A healthy window may end a little above where it began (noise, a new epoch); only a
 # rise beyond this fraction of the starting loss makes its weights unfit for a snapshot.
 _SNAPSHOT_RISE_FRACTION = 0.1
+# A fall counts only beyond this many standard errors of the difference between the two
+# half-window medians (3: by chance alone, about one window in 700).
+_NOISE_MARGIN = 3.0
+# Units "died" in a window when the share of exactly-0 gradient entries rose by more than
+# this since the attempt's first step.
+_DYING_RISE = 0.05
+# DEAD_UNITS without still weights needs this rise: from a healthy share (5-20% at batch
+# 32, up to ~75% at batch 1) to >= 90% is not the slow sparsening of healthy training.
+_DIED_RISE = 0.5
 _TINY = 1e-30
 
 
@@ -86,12 +111,16 @@ class GuardConfig:
     Args:
         warmup_steps: steps at the start of every attempt that are never judged (Adam's
             bias correction, learning-rate warm-up, the first fast drop). Only non-finite
-            steps are caught during warm-up.
+            steps are caught during warm-up. 50 (was 100): with the noise test below, no
+            healthy control of the rescue benchmark was judged unhealthy at 50 + 100,
+            and every rescue pays warm-up + window once per attempt.
         window_steps: steps a verdict looks at; every condition must hold over all of
             them. The first verdict comes after ``warmup_steps + window_steps`` steps.
+            100 (was 200), see ``warmup_steps``.
         flat_loss_fraction: the loss "does not fall" when the median of the window's
             second half is less than this fraction of the starting loss below the first
-            half's (1%: above the noise of a 100-step median, below real progress).
+            half's (1%: below real progress), or less than 3 standard errors of the
+            difference of the two medians under the window's own batch noise.
         converged_loss_fraction: a flat loss at or below this fraction of the run's
             starting loss is CONVERGED, never rescued.
         diverged_rise_fraction: DIVERGED when the loss rises this many starting losses
@@ -109,7 +138,8 @@ class GuardConfig:
         oscillation_flip_fraction: share of steps where the loss changes direction for
             OSCILLATING. Independent noise flips 2/3 of the time; 0.9 is far above it.
         vanishing_layer_ratio: ``grad_first / grad_last`` below this is VANISHING ...
-        vanishing_grad_norm: ... when ``grad_first`` is also below this (PITFALLS 21).
+        vanishing_grad_norm: ... when ``grad_first`` is also below this (PITFALLS 21),
+            and the slowest layer's update ratio below ``stall_update_ratio``.
         dead_zero_fraction: median share of gradient entries exactly 0 for DEAD_UNITS.
         imbalance_grad_ratio: a replica is silent when its gradient norm is at most this
             fraction of the largest replica's.
@@ -126,8 +156,8 @@ class GuardConfig:
     50
     """
 
-    warmup_steps: int = 100
-    window_steps: int = 200
+    warmup_steps: int = 50
+    window_steps: int = 100
     flat_loss_fraction: float = 0.01
     converged_loss_fraction: float = 0.1
     diverged_rise_fraction: float = 2.0
@@ -256,9 +286,20 @@ class GuardState(NamedTuple):
     first_losses: tuple[float, ...] = ()
 
 
-def new_attempt(state: GuardState) -> GuardState:
+def new_attempt(state: GuardState, *, from_start: bool = False) -> GuardState:
     """The state for an attempt that restarts from a snapshot: fresh window and warm-up,
-    the run's starting loss kept."""
+    the run's starting loss kept.
+
+    Args:
+        state: the state the previous attempt ended with.
+        from_start: the snapshot is the run's initial weights. The starting loss is then
+            measured again, from this attempt's first steps: the previous attempt's first
+            steps may already have been thrown upwards by the rate being replaced (SGD at
+            100 puts the loss in the thousands before it turns non-finite), and every
+            loss after that would look "far below where the run began" (CONVERGED).
+    """
+    if from_start:
+        return GuardState()
     return GuardState(baseline=Baseline(loss=state.baseline.loss),
                       first_losses=state.first_losses)
 
@@ -381,19 +422,32 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     # start near 0 and go negative (cosine similarity).
     scale = max(abs(ref), abs(low), _TINY)
     progress = (early - late) / scale
+    noise = _median_gap_noise(loss, half) / scale
     ratio = float(np.median(w["update_ratio"][ok]))
+    # The slowest layer's update ratio: the layer a vanished gradient or dead units
+    # leave behind. Absent (scripted chunks), the whole model's ratio stands in.
+    slowest = (float(np.median(w["layer_ratio_min"][ok])) if "layer_ratio_min" in w
+               else ratio)
+    zero = float(np.median(w["zero_grad_fraction"][ok]))
+    zero_end = float(np.median(w["zero_grad_fraction"][ok][-quarter:]))
     ev = {"steps": len(steps), "loss_start": _num(ref), "loss_early": _num(early),
-          "loss_late": _num(late), "progress": _num(progress), "update_ratio": _num(ratio)}
+          "loss_late": _num(late), "progress": _num(progress), "noise": _num(noise),
+          "update_ratio": _num(ratio)}
     trend = f"loss {early:.4g} -> {late:.4g}"
     over = f"over {len(steps)} steps"
 
     # A tolerated non-finite last step (max_nonfinite_steps) may have left the weights
     # non-finite: never snapshot them.
     last_finite = bool(w["finite"][-1]) and math.isfinite(float(w["loss"][-1]))
+    # Units that died in this window (most gradient entries exactly 0 at its end, and
+    # more than at the attempt's first step): a rollback to these weights could not
+    # revive them, so they are never "the last healthy" weights.
+    dying = zero_end >= config.dead_zero_fraction and (
+        base.zero_grad_fraction is None or zero_end > base.zero_grad_fraction + _DYING_RISE)
 
     def verdict(kind, text, snapshot_ok=False, **more):
         return Verdict(kind=kind, step=last, first_step=first,
-                       snapshot_ok=snapshot_ok and last_finite,
+                       snapshot_ok=snapshot_ok and last_finite and not dying,
                        reason=f"{kind} at step {last}: {text}", evidence={**ev, **more})
 
     silent = _silent_replica(w, ok, config)
@@ -405,25 +459,45 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
                        replica=r, silent_steps=count, replica_grad_norm=_num(own),
                        others_grad_norm=_num(others))
 
+    # A falling loss is never touched: it falls by a real fraction of the starting loss
+    # *and* by more than batch noise could move the median of a half window (with
+    # weights that barely move, the medians still differ by chance).
+    healthy_text = f"{trend} {over}, update_ratio median {ratio:.1e}"
     line = low + config.diverged_rise_fraction * scale
+    if progress >= max(config.flat_loss_fraction, _NOISE_MARGIN * noise):
+        # High above the run's start but falling (a new attempt recovering from a
+        # bad start): left alone, not kept.
+        return verdict(HEALTHY, healthy_text, snapshot_ok=late < line)
+
     if last_q >= line and np.mean(loss[half:] >= line) >= _DIVERGED_STEPS_FRACTION:
         return verdict(DIVERGED, f"loss rose to {last_q:.4g} from a low of {low:.4g} {over} "
                                  f"(run started at {ref:.4g})", loss_last=_num(last_q))
 
-    healthy_text = f"{trend} {over}, update_ratio median {ratio:.1e}"
-    if progress >= config.flat_loss_fraction:
-        return verdict(HEALTHY, healthy_text, snapshot_ok=True)
-
     # From here on the loss does not fall.
-    if base.loss is not None and (ref - late) >= (1 - config.converged_loss_fraction) * max(
-            abs(ref), _TINY):
+    at_start = (base.zero_grad_fraction is not None
+                and base.zero_grad_fraction >= config.dead_zero_fraction)
+    # Units dead since the attempt's first step: the whole model must stand still. Units
+    # that died on the way: the layers they feed stand still (the output layer's bias,
+    # or an optimizer's momentum, may still move the rest), or no gradient reaches the
+    # first layer at all (exactly 0 in most steps) while the output layer still gets one.
+    still = ratio if at_start else min(ratio, slowest)
+    cut_off = (not at_start and float(np.median(w["grad_first"][ok])) == 0.0
+               and float(np.median(w["grad_last"][ok])) > 0.0)
+    # Or most of the network died during this attempt: half of all gradient entries or
+    # more went to exactly 0 since its first step (a few live units may still move).
+    died = (base.zero_grad_fraction is not None
+            and zero - base.zero_grad_fraction >= _DIED_RISE)
+    dead = zero >= config.dead_zero_fraction and (still < config.stall_update_ratio
+                                                  or cut_off or died)
+
+    # A network cut off by dead units is not CONVERGED, however far below a (possibly
+    # absurd: inputs off scale) starting loss it sits.
+    if not (dead and cut_off) and base.loss is not None and (ref - late) >= (
+            1 - config.converged_loss_fraction) * max(abs(ref), _TINY):
         return verdict(CONVERGED, f"loss {late:.4g} flat {over}, down from {ref:.4g} at the "
                                   f"start", snapshot_ok=True)
 
-    zero = float(np.median(w["zero_grad_fraction"][ok]))
-    if zero >= config.dead_zero_fraction and ratio < config.stall_update_ratio:
-        at_start = (base.zero_grad_fraction is not None
-                    and base.zero_grad_fraction >= config.dead_zero_fraction)
+    if dead:
         more = {"zero_grad_fraction": _num(zero), "zero_grad_fraction_at_start":
                 _num(base.zero_grad_fraction) if base.zero_grad_fraction is not None else None}
         if at_start:
@@ -431,14 +505,22 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
         return verdict(DEAD_UNITS, f"{zero:.0%} of gradient entries exactly 0, update_ratio "
                                    f"median {ratio:.1e} {over}, {trend}"
                                    + (" (already at the attempt's first step)" if at_start
+                                      else "")
+                                   + (", no gradient reaches the first layer" if cut_off
                                       else ""), **more)
 
     g_first = float(np.median(w["grad_first"][ok]))
     layer_ratio = float(np.median(w["grad_first"][ok] / np.maximum(w["grad_last"][ok], _TINY)))
-    if layer_ratio < config.vanishing_layer_ratio and g_first < config.vanishing_grad_norm:
+    # The first layers' gradient is tiny *and* some layer barely moves: under an adaptive
+    # optimizer (Adam) a tiny gradient still moves every layer, and is no cause of a
+    # flat loss.
+    if (layer_ratio < config.vanishing_layer_ratio and g_first < config.vanishing_grad_norm
+            and slowest < config.stall_update_ratio):
         return verdict(VANISHING, f"first-layer gradient {g_first:.1e} = {layer_ratio:.1e} x "
-                                  f"the last layer's {over}, {trend}",
-                       grad_first=_num(g_first), grad_first_over_last=_num(layer_ratio))
+                                  f"the last layer's, slowest layer's update ratio "
+                                  f"{slowest:.1e} {over}, {trend}",
+                       grad_first=_num(g_first), grad_first_over_last=_num(layer_ratio),
+                       slowest_layer_ratio=_num(slowest))
 
     if ratio < config.stall_update_ratio:
         schedule = _schedule_moving(w, ok, base, config)
@@ -545,6 +627,22 @@ def _silent_replica(w, ok, config):
     if ok.sum() == 0 or count < config.imbalance_steps_fraction * ok.sum():
         return None
     return r, count, float(np.nanmedian(own)), float(np.median(top))
+
+
+def _median_gap_noise(loss: np.ndarray, half: int) -> float:
+    """Standard error of (median of loss[:half]) - (median of loss[half:]) under batch
+    noise alone.
+
+    The per-step noise is read from step-to-step differences (a trend cancels in them),
+    robustly (MAD), so a few wild batches do not widen it: sigma = 1.4826 MAD(diff)/sqrt 2.
+    A median of m samples has a standard error of about 1.2533 sigma / sqrt m.
+    """
+    d = np.diff(loss)
+    if d.size < 2:
+        return 0.0
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
+    m1, m2 = max(half, 1), max(loss.size - half, 1)
+    return 1.2533 * sigma * math.sqrt(1.0 / m1 + 1.0 / m2)
 
 
 def _schedule_moving(w, ok, base: Baseline, config: GuardConfig) -> str:

@@ -295,7 +295,7 @@ def initial_state(*, optimizer: str, learning_rate: float, step: int = 0) -> Res
     'start'
     """
     name = optimizer.strip().lower()
-    lr = float(learning_rate)
+    lr = _round(float(learning_rate))
     return RescueState(attempt=1, optimizer=name, learning_rate=lr, snapshot_step=int(step),
                        tried_optimizers=(name,),
                        attempts=(Attempt(number=1, optimizer=name, learning_rate=lr,
@@ -536,8 +536,10 @@ def _exhausted(verdict, state, config, code, why: str = "") -> Decision:
 
 
 def _round(lr: float) -> float:
-    """To 12 digits, so 1e-6 x 10 is 1e-05 and not 9.999999999999999e-06."""
-    return float(f"{lr:.12g}")
+    """To 6 significant digits, so 1e-6 x 10 is 1e-05 and not 9.999999999999999e-06, and a
+    rate read back from a float32 variable (0.0010000000475) is 0.001 again: below float32's
+    precision, so no rate a user set is changed."""
+    return float(f"{lr:.6g}")
 
 
 def _short(lr: float) -> str:

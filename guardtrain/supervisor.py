@@ -90,6 +90,9 @@ class GuardSupervisor:
                 optimizer=loop.optimizer_name, learning_rate=loop.learning_rate,
                 step=loop.pos.step)
             loop.save_snapshot()
+            self.events.add("guard", config=dataclasses.asdict(self.guard_config),
+                            rescue=dataclasses.asdict(self.rescue_config)
+                            if self.rescue_enabled else False)
 
     def after_chunk(self, loop, stats: dict[str, np.ndarray]) -> str:
         self.gstate, verdict = guard_mod.observe(self.gstate, stats, self.guard_config)
@@ -149,8 +152,9 @@ class GuardSupervisor:
         else:
             loop.set_learning_rate(decision.learning_rate)
         loop.attempt = decision.attempt
+        from_start = decision.from_step == self.rstate.attempts[0].from_step
         self.rstate = rescue_mod.apply(decision, self.rstate)
-        self.gstate = guard_mod.new_attempt(self.gstate)
+        self.gstate = guard_mod.new_attempt(self.gstate, from_start=from_start)
         self._adjusted = True
         self.verdict = "adjusted"  # until the new attempt is judged healthy
 
@@ -178,10 +182,13 @@ class GuardSupervisor:
 
     # -- crash recovery ----------------------------------------------------------------------
     def state(self) -> dict:
-        return {"gstate": self.gstate, "rstate": self.rstate, "verdict": self.verdict}
+        return {"gstate": self.gstate, "rstate": self.rstate, "verdict": self.verdict,
+                "adjusted": self._adjusted, "last_label": self.last_label}
 
     def restore(self, state: dict) -> None:
         self.gstate, self.rstate, self.verdict = state["gstate"], state["rstate"], state["verdict"]
+        self._adjusted = state.get("adjusted", False)
+        self.last_label = state.get("last_label")
 
 
 def _falling(window, fraction: float) -> bool:

@@ -96,7 +96,9 @@ def test_no_false_alarm_with_default_config(seed):
     verdicts = run(stream(2000, seed=seed, noise=0.2, loss=0.6 + 1.7 * np.exp(-t / 500.0)),
                    g.GuardConfig(), chunk=50)
     assert not any(v.unhealthy for v in verdicts)
-    assert [v.settled for v in verdicts].index(True) == 5  # 300 steps / 50 per chunk - 1
+    d = g.GuardConfig()
+    first_settled = (d.warmup_steps + d.window_steps) // 50 - 1   # 50 steps per chunk
+    assert [v.settled for v in verdicts].index(True) == first_settled
 
 
 def test_no_false_alarm_when_schedule_decays_learning_rate():
@@ -211,14 +213,25 @@ def test_weights_thrown_around_is_oscillating():
     assert v.evidence["update_ratio"] > 0.1
 
 
-def test_vanishing():
+def vanishing_stream(n, first_layer_ratio):
     # 8 sigmoid layers: first-layer gradient ~5e-5 of the last; loss flat at ln(10).
-    n = 300
-    verdicts = run(stream(n, loss=np.full(n, 2.3041), noise=0.01, grad_first=4e-7,
-                          grad_last=1e-2, ratio=3e-4))
-    v = first(verdicts, g.VANISHING)
+    cols = stream(n, loss=np.full(n, 2.3041), noise=0.01, grad_first=4e-7, grad_last=1e-2,
+                  ratio=3e-4)
+    cols["layer_ratio_min"] = np.full(n, first_layer_ratio)
+    return cols
+
+
+def test_vanishing():
+    # Under SGD the first layer moves lr x 4e-7 of its weights: it stands still.
+    v = first(run(vanishing_stream(300, 1e-9)), g.VANISHING)
     assert v.evidence["grad_first"] < 1e-4 and v.evidence["grad_first_over_last"] < 1e-3
-    assert "first-layer gradient" in v.reason
+    assert v.evidence["slowest_layer_ratio"] < 1e-5
+    assert "first-layer gradient" in v.reason and "slowest layer" in v.reason
+
+
+def test_tiny_gradient_that_still_moves_every_layer_is_not_vanishing():
+    # Under Adam the same gradients move every layer ~1e-3 per step: not the cause.
+    assert g.VANISHING not in kinds(run(vanishing_stream(300, 1e-3)))
 
 
 def test_dead_units():
@@ -241,6 +254,78 @@ def test_dead_from_start_is_flagged():
     n = 300
     v = first(run(stream(n, loss=np.full(n, 2.3), zero=1.0, ratio=0.0)), g.DEAD_UNITS)
     assert v.evidence["cause"] == "zero_gradients"
+
+
+def test_units_dying_under_momentum_are_dead_though_the_model_still_moves():
+    # SGD with momentum 0.99 at batch 1: every ReLU died, the output bias and the momentum
+    # still move the weights (update_ratio 1e-3), but the first layer gets exactly 0.
+    n = 400
+    zero = np.where(np.arange(n) < 60, 0.2, 1.0)
+    grad_first = np.where(np.arange(n) < 60, 0.3, 0.0)
+    loss = np.where(np.arange(n) < 60, 0.69 - 0.002 * np.arange(n), 0.69)
+    v = first(run(stream(n, loss=loss, zero=zero, grad_first=grad_first, ratio=1e-3)),
+              g.DEAD_UNITS)
+    assert "cause" not in v.evidence
+
+
+def test_dead_units_far_below_an_absurd_start_are_not_converged():
+    # Inputs 255x off scale: the loss starts near 37, one SGD step kills every ReLU and
+    # the loss sits at ln 2 - "90% below the start", yet nothing reaches the first layer.
+    n = 120
+    cols = stream(n, loss=np.full(n, 0.6932), noise=0.001, zero=1.0, grad_first=0.0,
+                  grad_last=0.1, ratio=3e-6)
+    v = g.judge(cols, CFG, baseline=g.Baseline(loss=37.0, zero_grad_fraction=0.15))
+    assert v.kind == g.DEAD_UNITS and "no gradient reaches the first layer" in v.reason
+    # The same flat loss with live units is CONVERGED, as before.
+    live = stream(n, loss=np.full(n, 0.6932), noise=0.001, ratio=3e-6)
+    assert g.judge(live, CFG, baseline=g.Baseline(loss=37.0)).kind == g.CONVERGED
+
+
+def test_most_units_dying_is_dead_though_a_few_live_ones_still_move():
+    # Inputs 255x off scale: one SGD step kills 96% of the ReLU paths; the 4% left keep the
+    # weights moving (update_ratio 2e-4) while the loss sits at ln 2.
+    n = 400
+    zero = np.where(np.arange(n) < 2, 0.18, 0.96)
+    v = first(run(stream(n, loss=np.full(n, 0.686), noise=0.01, zero=zero, ratio=2.4e-4)),
+              g.DEAD_UNITS)
+    assert "cause" not in v.evidence
+    # Batch 1 sparsens a healthy net from ~75% to ~93% exact zeros: not a death.
+    zero = np.where(np.arange(n) < 2, 0.75, 0.93)
+    assert g.DEAD_UNITS not in kinds(run(stream(n, loss=np.full(n, 0.686), noise=0.01,
+                                                zero=zero, ratio=1e-3)))
+
+
+def test_units_that_die_in_a_falling_window_are_never_the_snapshot():
+    n = 300
+    t = np.arange(n, dtype=np.float64)
+    zero = np.where(t < 250, 0.2, 0.99)
+    verdicts = run(stream(n, zero=zero))
+    settled = [v for v in verdicts if v.settled]
+    assert all(v.kind == g.HEALTHY for v in settled)
+    assert settled[0].snapshot_ok and not settled[-1].snapshot_ok
+
+
+def test_a_dip_within_batch_noise_is_not_a_falling_loss():
+    # Weights that stand still (a stall) under heavy batch noise: the second half-window's
+    # median is 5% lower by chance, well within the noise: still STALLED, never a snapshot.
+    n = 120
+    rng = np.random.default_rng(0)
+    loss = 4.0 + rng.normal(0, 1.0, n)
+    loss[60:] -= 0.2
+    cols = stream(n, loss=loss, noise=0.0, ratio=1e-9)
+    v = g.judge(cols, CFG, baseline=g.Baseline(loss=4.0))
+    assert v.kind == g.STALLED and not v.snapshot_ok
+    assert v.evidence["progress"] > CFG.flat_loss_fraction
+    assert v.evidence["progress"] < 3 * v.evidence["noise"]
+
+
+def test_a_new_attempt_falling_from_high_above_the_run_start_is_left_alone():
+    # Rolled back to the initial weights under a new optimizer: the loss starts at 120
+    # (inputs far off scale) and falls; the run started at 0.69 under the old one.
+    n = 120
+    loss = 6.0 + 114.0 * np.exp(-np.arange(n) / 30.0)
+    v = g.judge(stream(n, loss=loss, noise=0.02), CFG, baseline=g.Baseline(loss=0.69))
+    assert v.kind == g.HEALTHY and not v.snapshot_ok
 
 
 def test_replica_imbalance_names_the_replica():
@@ -297,6 +382,16 @@ def test_new_attempt_keeps_run_start_loss_and_restarts_warmup():
     _, v = g.observe(fresh, {k: v[:20] for k, v in stream(20, loss=np.full(20, 0.5)).items()},
                      CFG)
     assert not v.settled
+
+
+def test_new_attempt_from_the_initial_weights_measures_the_start_again():
+    # SGD at 100 threw the first losses into the thousands before they went non-finite.
+    state, _ = g.observe(g.GuardState(), stream(20, loss=np.full(20, 5000.0)), CFG)
+    assert state.baseline.loss > 1000
+    fresh = g.new_attempt(state, from_start=True)
+    assert fresh.baseline.loss is None and fresh.first_losses == ()
+    state, _ = g.observe(fresh, stream(20, loss=np.full(20, 0.7), noise=0.0), CFG)
+    assert state.baseline.loss == pytest.approx(0.7)
 
 
 def test_judge_without_baseline_and_short_window():

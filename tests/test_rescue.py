@@ -130,6 +130,15 @@ def test_probe_rates_capped_by_max_learning_rate():
     assert d.action == r.ADJUST and d.optimizer == "adam"  # no larger rate allowed
 
 
+def test_a_rate_read_back_from_float32_is_the_rate_the_user_set():
+    # Adadelta's 1e-3 reads back from its float32 variable as 0.0010000000474974513: x1000
+    # must still be 1.0, within max_learning_rate=1.0, so the probe tries it.
+    state = start(optimizer="adadelta", lr=float(np.float32(1e-3)))
+    assert state.learning_rate == 1e-3
+    d = r.decide(verdict(g.STALLED), state, CFG)
+    assert d.probe_learning_rates == (1e-2, 1e-1, 1.0)
+
+
 def test_after_probe_needs_a_pending_probe_and_decide_refuses_one():
     with pytest.raises(ConfigError, match=r"\[GT121\] after_probe\(state=...\)"):
         r.after_probe([probe(1e-3, -0.2)], start(), CFG)
