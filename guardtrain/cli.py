@@ -52,7 +52,7 @@ JOB file (YAML, read with a safe loader; relative paths start at the JOB file's 
   validation: {npz: tiny.npz, x: x_val, y: y_val}   # optional; npz or parquet
   batch_size: 64          epochs: 3          steps_per_epoch: null
   steps_per_loop: 50      shuffle: true      run_dir: null
-  guard:  {warmup_steps: 100, window_steps: 200, ...}   # GuardConfig fields, or false
+  guard:  {warmup_steps: 50, window_steps: 100, ...}    # GuardConfig fields, or false
   rescue: {max_attempts: 4, ...}                        # RescueConfig fields, or false
   launch: {workers: 0, cpu_replicas: 2, ...}            # LaunchConfig fields
 Modules named by an import path are looked up beside the JOB file first, then in the

@@ -263,7 +263,7 @@ def run_demo(only: Sequence[str] | None = None, run_root: str | Path = "guardtra
     _say(f"Small on purpose (2,560 samples, {_EPOCHS} epochs of 40 steps), so the guard "
          f"judges windows of\n{_GUARD['warmup_steps']} warm-up + {_GUARD['window_steps']} "
          f"steps here: GuardConfig(warmup_steps={_GUARD['warmup_steps']}, "
-         f"window_steps={_GUARD['window_steps']}); the defaults\nare 100 + 200 for real "
+         f"window_steps={_GUARD['window_steps']}); the defaults\nare 50 + 100 for real "
          f"runs. Runs go to {root}/.")
     import keras  # noqa: F401 - import TensorFlow once, before the clock of a situation
 

@@ -8,7 +8,7 @@ order, from which snapshot, and what the user gets back. Assertions are about be
 about a step number or a threshold, so the guard's defaults can be tuned under them.
 
 Guard settings: the guard judges an attempt only after ``warmup_steps + window_steps``
-steps (about 300 by default), so the cases that test the defaults give it 384-768 steps and
+steps (150 by default), so the cases that test the defaults give it 384-768 steps and
 use ``GuardConfig()`` as shipped. The few cases about a mechanism rather than the defaults
 pin a ``GuardConfig`` and say so in their docstring.
 
