@@ -63,16 +63,20 @@ def place_model(model, strategy):
     """
     import tensorflow as tf
 
+    shipped = None
+    if isinstance(model, keras.Model) and (strategy is not tf.distribute.get_strategy()
+                                           or strategy.num_replicas_in_sync > 1):
+        shipped = _as_plain_model(model, strategy)
     with strategy.scope():
-        if callable(model) and not isinstance(model, keras.Model):
+        if shipped is not None:
+            model = _from_plain_model(shipped)
+        elif callable(model) and not isinstance(model, keras.Model):
             model = model()
             if not isinstance(model, keras.Model):
                 raise ConfigError(
                     f"fit(model=fn): expected fn() to return a keras.Model, found "
                     f"{type(model).__name__}", code="GT104",
                     fix="make the builder return the compiled model")
-        elif strategy is not tf.distribute.get_strategy() or strategy.num_replicas_in_sync > 1:
-            model = _rebuild_in_scope(model, strategy)
         if model.optimizer is None:
             raise ConfigError("fit(model): expected a compiled model, found no optimizer",
                               code="GT105", fix="call model.compile(optimizer=..., loss=...) first")
@@ -83,14 +87,24 @@ def place_model(model, strategy):
     return model
 
 
-def _rebuild_in_scope(model, strategy):
+def _as_plain_model(model, strategy):
+    """The model as config, weights and compile config — read OUTSIDE ``strategy``'s scope,
+    since a model made under another strategy cannot be read inside this one. ``None``
+    when its variables already live in ``strategy``."""
     first = model.variables[0] if model.variables else None
     value = getattr(first, "value", None)
     if value is not None and strategy.extended.variable_created_in_scope(value):
-        return model
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    clone.compile_from_config(model.get_compile_config())
+        return None
+    return (keras.saving.serialize_keras_object(model), model.get_weights(),
+            model.get_compile_config())
+
+
+def _from_plain_model(shipped):
+    config, weights, compile_config = shipped
+    clone = keras.saving.deserialize_keras_object(config)
+    clone.set_weights(weights)
+    if compile_config:
+        clone.compile_from_config(compile_config)
     return clone
 
 

@@ -131,6 +131,29 @@ def test_instance_built_outside_the_scope_trains_on_two_replicas(tmp_path):
                                rtol=RTOL)
 
 
+def test_instance_built_under_another_strategy_is_rebuilt(tmp_path):
+    """A model made in some other MirroredStrategy's scope cannot be read inside
+    guardtrain's: it is read outside, rebuilt inside, trained, and handed back trained."""
+    import tensorflow as tf
+
+    x, y = _data(24)
+    lr, epochs, batch = 0.05, 1, 8
+    other = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                           cross_device_ops=tf.distribute.ReductionToOneDevice())
+    with other.scope():
+        user_model = _model(lr)
+    initial = user_model.get_weights()
+
+    result = gt.fit(user_model, x, y, batch_size=batch, epochs=epochs, shuffle=False,
+                    guard=False, verbose=0, run_dir=tmp_path,
+                    launch=LaunchConfig(cpu_replicas=2))
+
+    _, final = _sgd_reference(initial, x, y, batch=batch, epochs=epochs, lr=lr, replicas=2)
+    assert result.model is user_model
+    for mine, ref in zip(user_model.get_weights(), final):
+        np.testing.assert_allclose(mine, ref, atol=ATOL)
+
+
 def test_builder_function_trains_on_two_replicas(tmp_path):
     x, y = _data(16)
     lr, epochs, batch = 0.1, 2, 8
