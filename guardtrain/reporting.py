@@ -38,7 +38,8 @@ __all__ = ["report", "plot", "load_run", "RunRecord"]
 
 CODE_NOT_A_RUN = "GT140"
 
-# The guard's default update-ratio limits (GuardConfig) and the healthy band around 1e-3.
+# The guard's default update-ratio limits (GuardConfig), used when a run's directory has no
+# ``guard`` event (runs with guard=False, or older runs), and the healthy band around 1e-3.
 _STALL_RATIO = 1e-5
 _THROWN_RATIO = 1e-1
 _HEALTHY_BAND = (1e-4, 1e-2)
@@ -82,6 +83,14 @@ class RunRecord:
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == kind]
+
+    def guard_limit(self, name: str, default: float) -> float:
+        """A ``GuardConfig`` field as the run used it (its ``guard`` event), else ``default``."""
+        for event in self.of("guard"):
+            value = (event.get("config") or {}).get(name)
+            if isinstance(value, (int, float)):
+                return float(value)
+        return default
 
     @property
     def start(self) -> dict[str, Any]:
@@ -572,8 +581,10 @@ def _draw_ratio(ax, run, attempts) -> None:
     ax.set_yscale("log")
     ax.axhspan(*_HEALTHY_BAND, color="tab:green", alpha=0.12, lw=0,
                label="healthy (~1e-3)")
-    ax.axhline(_STALL_RATIO, color="tab:orange", ls="--", lw=1, label="stall limit 1e-5")
-    ax.axhline(_THROWN_RATIO, color="tab:red", ls="--", lw=1, label="thrown limit 1e-1")
+    stall = run.guard_limit("stall_update_ratio", _STALL_RATIO)
+    thrown = run.guard_limit("thrown_update_ratio", _THROWN_RATIO)
+    ax.axhline(stall, color="tab:orange", ls="--", lw=1, label=f"stall limit {stall:.0e}")
+    ax.axhline(thrown, color="tab:red", ls="--", lw=1, label=f"thrown limit {thrown:.0e}")
     for a, kept, undone in _segments(run, attempts):
         for idx, faded in ((kept, False), (undone, True)):
             if idx.size:
@@ -585,7 +596,7 @@ def _draw_ratio(ax, run, attempts) -> None:
     ax.set_ylabel("update / weight norm")
     ax.set_title("update ratio  ||w_t - w_t-1|| / ||w_t-1||  (log scale)", fontsize=9,
                  loc="left")
-    _widen_log_limits(ax, c["update_ratio"], (_STALL_RATIO / 3, _THROWN_RATIO * 3),
+    _widen_log_limits(ax, c["update_ratio"], (stall / 3, thrown * 3),
                       robust=True)
     _legend(ax)
 

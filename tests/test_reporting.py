@@ -173,3 +173,15 @@ def test_plot_of_a_run_with_no_steps_yet(tmp_path):
     assert size == (1100, 1050)
     assert (px < 245).any(axis=2).mean() < 0.2
     assert "RUNNING" in report(tmp_path / "new")
+
+
+@pytest.mark.pure
+def test_plot_limits_come_from_the_runs_own_guard_config(tmp_path):
+    from guardtrain.reporting import RunRecord
+
+    run = RunRecord(run_dir=tmp_path, columns={}, events=[
+        {"event": "guard", "config": {"stall_update_ratio": 3e-6, "thrown_update_ratio": 0.5}}])
+    assert run.guard_limit("stall_update_ratio", 1e-5) == 3e-6
+    assert run.guard_limit("thrown_update_ratio", 1e-1) == 0.5
+    bare = RunRecord(run_dir=tmp_path, columns={}, events=[])
+    assert bare.guard_limit("stall_update_ratio", 1e-5) == 1e-5
