@@ -101,7 +101,7 @@ class GuardSupervisor:
         if self._adjusted and verdict.settled and not verdict.unhealthy:
             self.verdict = "rescued"
         if verdict.unhealthy:
-            self.events.add("verdict", **_plain(verdict))
+            self.events.add("verdict", **dataclasses.asdict(verdict))
             logger.warning("[guard] %s", verdict.reason)
             if not self.rescue_enabled:
                 self.last_label = verdict.kind
@@ -175,7 +175,7 @@ class GuardSupervisor:
 
     def _say(self, decision) -> None:
         block = rescue_mod.format_decision(decision)
-        self.events.add("decision", **_plain(decision))
+        self.events.add("decision", **dataclasses.asdict(decision))
         logger.info("%s", block)
         if self.verbose:
             print(block, flush=True)
@@ -206,7 +206,3 @@ def _has_schedule(optimizer) -> bool:
     # an optimizer is rebuilt with a constant rate instead.
     return isinstance(getattr(optimizer, "_learning_rate", None),
                       keras.optimizers.schedules.LearningRateSchedule)
-
-
-def _plain(obj) -> dict:
-    return {k: v for k, v in dataclasses.asdict(obj).items()}
