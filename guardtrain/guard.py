@@ -81,7 +81,7 @@ VERDICT_KINDS = (HEALTHY, CONVERGED, STALLED, DIVERGED, OSCILLATING, VANISHING,
 REQUIRED_COLUMNS = ("step", "loss", "finite", "update_ratio", "grad_first", "grad_last",
                     "zero_grad_fraction", "grad_norm_min", "grad_norm_max", "grad_norm_argmin")
 
-_OPTIONAL_COLUMNS = ("learning_rate", REPLICA_NORMS)
+_OPTIONAL_COLUMNS = ("learning_rate", "measured", REPLICA_NORMS)
 # The run's starting loss is the median of its first 20 finite losses: fewer are too noisy
 # at small batch sizes (a low start makes any later loss look like a rise), and a rate high
 # enough to inflate it blows up to non-finite soon after anyway.
@@ -145,6 +145,13 @@ class GuardConfig:
             fraction of the largest replica's.
         imbalance_steps_fraction: share of the window's steps the same replica must be
             silent for REPLICA_IMBALANCE.
+        stats_every: the norms (gradient, update, weight, per layer, zero share) are
+            measured on every k-th step; the loss and the finite flag on every step. 10:
+            measuring every step costs 10-30% on a 0.1-0.3 ms step (an MLP), and a
+            window of 100 steps still holds 10 measured steps (``scripts/bench_overhead.py``).
+            1 measures every step (CNN-sized steps pay 2-4% for it). ``None`` (default):
+            10, or fewer so that a window holds at least 10 measured steps
+            (``window_steps // 10``); see ``measure_every``.
         decayed_lr_fraction: when the chunk carries ``learning_rate`` and its window
             median is below this fraction of the attempt's peak (a schedule decaying), or
             the rate is still rising (a schedule warming up), tiny updates are the
@@ -172,6 +179,7 @@ class GuardConfig:
     imbalance_grad_ratio: float = 1e-3
     imbalance_steps_fraction: float = 0.9
     decayed_lr_fraction: float = 0.1
+    stats_every: int | None = None
 
     def __post_init__(self):
         problems = []
@@ -193,6 +201,11 @@ class GuardConfig:
         need(is_int(self.window_steps) and self.window_steps >= 8, "window_steps",
              "an int >= 8 (a verdict needs enough steps to tell a trend from noise)",
              "use window_steps=200")
+        need(self.stats_every is None or is_int(self.stats_every) and self.stats_every >= 1
+             and (not is_int(self.window_steps) or self.window_steps >= 3 * self.stats_every),
+             "stats_every", f"an int >= 1 with at least 3 measured steps per window "
+             f"(window_steps={self.window_steps!r})",
+             "use stats_every=10, or 1 to measure every step")
         need(is_int(self.max_nonfinite_steps) and self.max_nonfinite_steps >= 0,
              "max_nonfinite_steps", "an int >= 0", "use 0, or a few under mixed precision")
         for name in ("flat_loss_fraction", "converged_loss_fraction",
@@ -217,6 +230,13 @@ class GuardConfig:
         if problems:
             raise ConfigError("\n".join(problems), code="GT110",
                               fix="see each problem above")
+
+    @property
+    def measure_every(self) -> int:
+        """The norms are measured on every ``measure_every``-th step."""
+        if self.stats_every is not None:
+            return self.stats_every
+        return max(1, min(10, self.window_steps // 10))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -346,8 +366,9 @@ def observe(state: GuardState, chunk: Mapping[str, Any], config: GuardConfig
     if first_losses:
         base = base._replace(loss=float(np.median(first_losses)))
     if base.start_step is None:
+        zeros = rows["zero_grad_fraction"][np.isfinite(rows["zero_grad_fraction"])]
         base = base._replace(start_step=int(rows["step"][0]),
-                             zero_grad_fraction=_num(rows["zero_grad_fraction"][0]))
+                             zero_grad_fraction=_num(zeros[0]) if zeros.size else None)
     if "learning_rate" in rows:
         lr = rows["learning_rate"][np.isfinite(rows["learning_rate"])]
         if lr.size:
@@ -404,9 +425,11 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     if verdict is not None:
         return verdict
     ok = np.asarray(w["finite"], bool) & np.isfinite(w["loss"])
-    # Fewer than 8 usable steps (a short window, or non-finite steps tolerated): too few
-    # to tell a trend from noise.
-    if len(steps) < config.window_steps or ok.sum() < 8:
+    # The norms are measured on every k-th step (stats_every); the loss on every step.
+    okm = ok & np.asarray(w.get("measured", np.ones(len(steps), bool)), bool)
+    # Fewer than 8 usable steps (a short window, or non-finite steps tolerated), or fewer
+    # than 3 measured ones: too few to tell a trend from noise.
+    if len(steps) < config.window_steps or ok.sum() < 8 or okm.sum() < 3:
         return Verdict(kind=HEALTHY, step=last, settled=False,
                        reason=f"HEALTHY at step {last}: filling the window "
                               f"({len(steps)} of {config.window_steps} steps)")
@@ -423,13 +446,13 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     scale = max(abs(ref), abs(low), _TINY)
     progress = (early - late) / scale
     noise = _median_gap_noise(loss, half) / scale
-    ratio = float(np.median(w["update_ratio"][ok]))
+    ratio = float(np.median(w["update_ratio"][okm]))
     # The slowest layer's update ratio: the layer a vanished gradient or dead units
     # leave behind. Absent (scripted chunks), the whole model's ratio stands in.
-    slowest = (float(np.median(w["layer_ratio_min"][ok])) if "layer_ratio_min" in w
+    slowest = (float(np.median(w["layer_ratio_min"][okm])) if "layer_ratio_min" in w
                else ratio)
-    zero = float(np.median(w["zero_grad_fraction"][ok]))
-    zero_end = float(np.median(w["zero_grad_fraction"][ok][-quarter:]))
+    zero = float(np.median(w["zero_grad_fraction"][okm]))
+    zero_end = float(np.median(w["zero_grad_fraction"][okm][-max(1, int(okm.sum()) // 4):]))
     ev = {"steps": len(steps), "loss_start": _num(ref), "loss_early": _num(early),
           "loss_late": _num(late), "progress": _num(progress), "noise": _num(noise),
           "update_ratio": _num(ratio)}
@@ -450,12 +473,12 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
                        snapshot_ok=snapshot_ok and last_finite and not dying,
                        reason=f"{kind} at step {last}: {text}", evidence={**ev, **more})
 
-    silent = _silent_replica(w, ok, config)
+    silent = _silent_replica(w, okm, config)
     if silent is not None:
         r, count, own, others = silent
         return verdict(REPLICA_IMBALANCE,
                        f"replica {r} gradient norm {own:.1e} vs {others:.1e} on the others "
-                       f"in {count} of {int(ok.sum())} steps",
+                       f"in {count} of {int(okm.sum())} measured steps",
                        replica=r, silent_steps=count, replica_grad_norm=_num(own),
                        others_grad_norm=_num(others))
 
@@ -481,8 +504,8 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     # or an optimizer's momentum, may still move the rest), or no gradient reaches the
     # first layer at all (exactly 0 in most steps) while the output layer still gets one.
     still = ratio if at_start else min(ratio, slowest)
-    cut_off = (not at_start and float(np.median(w["grad_first"][ok])) == 0.0
-               and float(np.median(w["grad_last"][ok])) > 0.0)
+    cut_off = (not at_start and float(np.median(w["grad_first"][okm])) == 0.0
+               and float(np.median(w["grad_last"][okm])) > 0.0)
     # Or most of the network died during this attempt: half of all gradient entries or
     # more went to exactly 0 since its first step (a few live units may still move).
     died = (base.zero_grad_fraction is not None
@@ -509,8 +532,9 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
                                    + (", no gradient reaches the first layer" if cut_off
                                       else ""), **more)
 
-    g_first = float(np.median(w["grad_first"][ok]))
-    layer_ratio = float(np.median(w["grad_first"][ok] / np.maximum(w["grad_last"][ok], _TINY)))
+    g_first = float(np.median(w["grad_first"][okm]))
+    layer_ratio = float(np.median(w["grad_first"][okm]
+                                  / np.maximum(w["grad_last"][okm], _TINY)))
     # The first layers' gradient is tiny *and* some layer barely moves: under an adaptive
     # optimizer (Adam) a tiny gradient still moves every layer, and is no cause of a
     # flat loss.

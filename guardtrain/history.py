@@ -22,13 +22,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from guardtrain.stats import STAT_COLUMNS
+from guardtrain.stats import NORM_COLUMNS, STAT_COLUMNS
 
 __all__ = ["HISTORY_SCHEMA", "HistoryWriter", "EventLog", "load_history", "load_events"]
 
 _F64 = {name: pa.float64() for name in STAT_COLUMNS}
 _F64["grad_norm_argmin"] = pa.int32()
 _F64["finite"] = pa.bool_()
+_F64["measured"] = pa.bool_()
 
 #: The schema of every history file, declared once. ``(attempt, step)`` is a row's key.
 HISTORY_SCHEMA = pa.schema(
@@ -86,8 +87,13 @@ class HistoryWriter:
         cols["attempt"] += [attempt] * n
         cols["step"] += [int(s) for s in steps]
         cols["epoch"] += list(np.broadcast_to(np.asarray(epoch, dtype=np.int64), (n,)).tolist())
+        measured = np.asarray(stats.get("measured", np.ones(n, bool)), bool)
         for name in STAT_COLUMNS:
-            cols[name] += np.asarray(stats[name]).tolist()
+            values = np.asarray(stats[name]).tolist()
+            if name in NORM_COLUMNS and not measured.all():
+                # Null, not NaN: a NaN norm is a measured non-finite one.
+                values = [v if m else None for v, m in zip(values, measured)]
+            cols[name] += values
         cols["learning_rate"] += np.broadcast_to(
             np.asarray(learning_rate, dtype=np.float64), (n,)).tolist()
         cols["optimizer"] += [optimizer] * n

@@ -92,6 +92,7 @@ class TrainLoop:
         attempt, position: where a resumed run starts (crash recovery).
         chunk_hooks: called with the loop after every chunk, on every rank (checkpoints,
             the watchdog's beat).
+        stats_every: measure the norms on every k-th step of a chunk (the loss on all).
     """
 
     def __init__(self, *, model, strategy, data, epochs: int, steps_per_loop: int,
@@ -99,7 +100,7 @@ class TrainLoop:
                  validation_batch_size: int | None = None,
                  history: HistoryWriter, events: EventLog, supervisor: Supervisor | None = None,
                  is_chief: bool = True, attempt: int = 1, position: Position | None = None,
-                 chunk_hooks=()):
+                 chunk_hooks=(), stats_every: int = 1):
         self.model = model
         self.strategy = strategy
         self.data = data
@@ -114,7 +115,7 @@ class TrainLoop:
         self.attempt = attempt
         self.pos = position or Position()
         self.chunk_hooks = list(chunk_hooks)
-        self.runner = StepRunner(model, strategy)
+        self.runner = StepRunner(model, strategy, stats_every=stats_every)
         self.snapshot = Snapshot(model, strategy)
         self.logs: dict[str, float] = {}
         self.callbacks = keras.callbacks.CallbackList(
@@ -163,7 +164,7 @@ class TrainLoop:
     def run_steps(self, n: int) -> dict[str, np.ndarray]:
         """Runs ``n`` steps outside the record (a probe); returns their statistics."""
         out = self.runner.run(self.data.iterator, n)
-        return summarise_chunk(out.replica, out.shared, self.runner.layout)
+        return summarise_chunk(out.replica, out.shared, self.runner.layout, out.measured)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
@@ -204,14 +205,15 @@ class TrainLoop:
         pos, cbs = self.pos, self.callbacks
         cbs.on_train_batch_begin(pos.step_in_epoch)
         out = self.runner.run(self.data.iterator, n)   # the host sync
-        stats = summarise_chunk(out.replica, out.shared, self.runner.layout)
+        stats = summarise_chunk(out.replica, out.shared, self.runner.layout, out.measured)
         steps = np.arange(pos.step + 1, pos.step + n + 1)
         opt, attempt = self.optimizer_name, self.attempt
         self.pos = Position(pos.step + n, pos.epoch, pos.step_in_epoch + n)
         # The metrics were read inside the chunk, on every rank (sync-on-read, PITFALLS 17).
         logs = dict(out.metrics)
-        logs["update_ratio"] = float(np.median(stats["update_ratio"]))
-        logs["grad_norm"] = float(np.median(stats["grad_norm_mean"]))
+        measured = stats["measured"]
+        logs["update_ratio"] = float(np.median(stats["update_ratio"][measured]))
+        logs["grad_norm"] = float(np.median(stats["grad_norm_mean"][measured]))
         stats["step"] = steps
         stats["learning_rate"] = out.learning_rate
         # Rows first, so that the chunk a verdict is about is in the history even when the

@@ -142,7 +142,8 @@ def _train_on_worker(config: dict) -> dict | None:
     from guardtrain.history import EventLog, HistoryWriter
     from guardtrain.loop import Position, TrainLoop
     from guardtrain.ray_launch import Watchdog, load_state
-    from guardtrain.training import DEFAULT_STEPS_PER_LOOP, make_supervisor, place_model
+    from guardtrain.training import DEFAULT_STEPS_PER_LOOP, make_supervisor, place_model, \
+        stats_every_of
 
     model = place_model(_unship_model(config["model"]), strategy)
     data = _worker_data(config, strategy, ctx)
@@ -172,7 +173,8 @@ def _train_on_worker(config: dict) -> dict | None:
         validation_data=_unship_validation(config["validation"]),
         validation_batch_size=config["batch_size"], history=history, events=events,
         supervisor=supervisor, is_chief=is_chief and events.enabled,
-        chunk_hooks=[lambda lp: dog.beat(lp.pos.step), checkpoint])
+        chunk_hooks=[lambda lp: dog.beat(lp.pos.step), checkpoint],
+        stats_every=stats_every_of(config["guard"]))
     if state is not None:
         checkpoint.restore(loop, saved, state)
         events.add("restart", step=loop.pos.step, attempt=loop.attempt, rank=ctx.rank)

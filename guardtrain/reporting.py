@@ -475,6 +475,14 @@ def _segments(run: RunRecord, attempts: Sequence[AttemptRecord]):
             yield a, idx, idx[:0]
 
 
+def _measured(c, idx: np.ndarray) -> np.ndarray:
+    """The rows of ``idx`` whose norms were measured (``stats_every``): the others are
+    null, and a line through them would be all gaps."""
+    if "measured" not in c:
+        return idx
+    return idx[np.asarray(c["measured"][idx], bool)]
+
+
 def _running_median(values: np.ndarray, width: int) -> np.ndarray:
     if width <= 1 or values.size < 3:
         return values
@@ -587,6 +595,7 @@ def _draw_ratio(ax, run, attempts) -> None:
     ax.axhline(thrown, color="tab:red", ls="--", lw=1, label=f"thrown limit {thrown:.0e}")
     for a, kept, undone in _segments(run, attempts):
         for idx, faded in ((kept, False), (undone, True)):
+            idx = _measured(c, idx)
             if idx.size:
                 ratio = c["update_ratio"][idx].astype(float)
                 ratio = np.where(ratio > 0, ratio, np.nan)
@@ -607,6 +616,7 @@ def _draw_grads(ax, run, attempts) -> None:
     for a, kept, undone in _segments(run, attempts):
         colour = _colour(a.number)
         for idx, faded in ((kept, False), (undone, True)):
+            idx = _measured(c, idx)
             if not idx.size:
                 continue
             steps = c["step"][idx]

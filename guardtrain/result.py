@@ -39,9 +39,10 @@ class Result:
                  f"  steps recorded: {steps} in {max(1, len(self.attempts))} attempt(s)"]
         if steps:
             loss = self.history.column("loss").to_pylist()
-            ratio = self.history.column("update_ratio").to_pylist()
+            # The last measured one: the norms are null on the steps stats_every skips.
+            ratio = [r for r in self.history.column("update_ratio").to_pylist() if r is not None]
             lines.append(f"  loss: {loss[0]:.4g} -> {loss[-1]:.4g}   "
-                         f"last update_ratio: {ratio[-1]:.2e}")
+                         f"last update_ratio: {ratio[-1] if ratio else float('nan'):.2e}")
         last = {k: v for k, v in self.logs.items() if not k.startswith("val_")
                 and k not in ("update_ratio", "grad_norm")}
         val = {k: v for k, v in self.logs.items() if k.startswith("val_")}

@@ -15,7 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["STAT_COLUMNS", "VarLayout", "summarise_chunk"]
+__all__ = ["STAT_COLUMNS", "NORM_COLUMNS", "VarLayout", "summarise_chunk"]
 
 #: The statistics of one step, in history order (DESIGN §3).
 STAT_COLUMNS: tuple[str, ...] = (
@@ -26,7 +26,12 @@ STAT_COLUMNS: tuple[str, ...] = (
     "grad_first", "grad_last",
     "zero_grad_fraction",
     "finite",
+    "measured",
 )
+
+#: The columns measured only on the steps ``stats_every`` picks (the rest: every step).
+NORM_COLUMNS: tuple[str, ...] = tuple(
+    c for c in STAT_COLUMNS if c not in ("loss", "finite", "measured"))
 
 #: Extra per-step array handed to the guard (not a history column): each replica's own
 #: gradient norm, shape ``[steps, replicas]``, replicas in global order.
@@ -67,8 +72,8 @@ class VarLayout:
         return out
 
 
-def summarise_chunk(replica: np.ndarray, shared: np.ndarray, layout: VarLayout
-                    ) -> dict[str, np.ndarray]:
+def summarise_chunk(replica: np.ndarray, shared: np.ndarray, layout: VarLayout,
+                    measured: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Turns the raw figures of one chunk into the §3 columns.
 
     Args:
@@ -80,9 +85,13 @@ def summarise_chunk(replica: np.ndarray, shared: np.ndarray, layout: VarLayout
         shared: ``[steps, 2V]``, the same on every replica: the sum of squares of each
             variable's update ``w_t - w_{t-1}``, then of each variable before the step.
         layout: the variable-to-layer grouping.
+        measured: ``[steps]`` bool, the steps whose norms were measured (default: all).
+            The figures of the others are NaN and only their loss is read.
 
     Returns:
-        A dict of the ``STAT_COLUMNS`` (each ``[steps]``) plus ``REPLICA_NORMS``.
+        A dict of the ``STAT_COLUMNS`` (each ``[steps]``) plus ``REPLICA_NORMS``. On steps
+        not measured, the ``NORM_COLUMNS`` are NaN (``grad_norm_argmin`` -1) and
+        ``finite`` is the loss's.
     """
     replica = np.asarray(replica, dtype=np.float64)
     shared = np.asarray(shared, dtype=np.float64)
@@ -105,16 +114,19 @@ def summarise_chunk(replica: np.ndarray, shared: np.ndarray, layout: VarLayout
     weight_norm = np.sqrt(weight_sq.sum(axis=-1))
     loss = scaled_loss.sum(axis=-1)
     total_entries = float(sum(layout.var_sizes)) * n_rep
+    measured = (np.ones(len(loss), bool) if measured is None
+                else np.asarray(measured, bool).reshape(len(loss)))
     with np.errstate(invalid="ignore"):
-        finite = (np.isfinite(loss) & np.isfinite(rep_norms).all(axis=-1)
-                  & np.isfinite(update_norm) & np.isfinite(weight_norm))
+        finite = np.isfinite(loss) & (~measured | (
+            np.isfinite(rep_norms).all(axis=-1) & np.isfinite(update_norm)
+            & np.isfinite(weight_norm)))
+    argmin = np.argmin(np.nan_to_num(rep_norms, nan=np.inf), axis=-1).astype(np.int64)
     return {
         "loss": loss,
         "grad_norm_min": rep_norms.min(axis=-1),
         "grad_norm_mean": rep_norms.mean(axis=-1),
         "grad_norm_max": rep_norms.max(axis=-1),
-        "grad_norm_argmin": np.argmin(np.nan_to_num(rep_norms, nan=np.inf), axis=-1
-                                      ).astype(np.int64),
+        "grad_norm_argmin": np.where(measured, argmin, -1),
         "update_norm": update_norm,
         "weight_norm": weight_norm,
         "update_ratio": update_norm / np.maximum(weight_norm, _EPS),
@@ -127,6 +139,7 @@ def summarise_chunk(replica: np.ndarray, shared: np.ndarray, layout: VarLayout
         "grad_last": layer_grad[:, :, -1].mean(axis=-1),
         "zero_grad_fraction": zeros.sum(axis=(1, 2)) / max(total_entries, 1.0),
         "finite": finite,
+        "measured": measured,
         REPLICA_NORMS: rep_norms,
     }
 

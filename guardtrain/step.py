@@ -20,6 +20,7 @@ needs a new trace (an already-traced step would silently keep the old one): call
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import NamedTuple
 
@@ -76,6 +77,9 @@ class StepRunner:
         strategy: the ``tf.distribute`` strategy.
         collect_stats: ``False`` skips the per-variable figures (for benchmarks); only
             the loss is returned then.
+        stats_every: measure the norms on every ``k``-th step of a chunk (its steps 0, k,
+            2k, ...); the loss is measured on every step. The other steps' norm figures
+            are NaN and ``ChunkOutput.measured`` is False for them.
 
     Example:
 
@@ -83,10 +87,12 @@ class StepRunner:
     >>> replica, shared = runner.run(iterator, 20)                 # doctest: +SKIP
     """
 
-    def __init__(self, model: keras.Model, strategy, *, collect_stats: bool = True):
+    def __init__(self, model: keras.Model, strategy, *, collect_stats: bool = True,
+                 stats_every: int = 1):
         self.model = model
         self.strategy = strategy
         self.collect_stats = collect_stats
+        self.stats_every = max(1, int(stats_every))
         self.layout = var_layout(model)
         self.trace_count = 0
         self._num_workers = max(1, int(getattr(strategy.extended, "_num_workers", 1) or 1))
@@ -95,7 +101,7 @@ class StepRunner:
         self.rebuild()
 
     # -- the step -----------------------------------------------------------------------
-    def _replica_step(self, data):
+    def _replica_step(self, data, measure: bool = True):
         model, optimizer = self.model, self.model.optimizer
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
@@ -111,23 +117,22 @@ class StepRunner:
         variables = model.trainable_variables
         grads = tape.gradient(scaled, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-        if self.collect_stats:
+        measure = measure and self.collect_stats
+        if measure:
             # Read before the update: the weight norm is of w_{t-1}, the update w_t - w_{t-1}.
             before = [tf.identity(v.value) for v in variables]
         optimizer.apply_gradients(zip(grads, variables))
         model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         loss32 = tf.cast(loss, tf.float32)
-        if not self.collect_stats:
-            return tf.reshape(loss32, [1]), tf.zeros([0], tf.float32)
+        if not measure:
+            return (loss32,)
         f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731 - mixed precision variables
         grad_sq = [tf.reduce_sum(tf.square(f32(g))) for g in grads]
         zeros = [f32(tf.size(g, out_type=tf.int64) - tf.math.count_nonzero(g)) for g in grads]
         update_sq = [tf.reduce_sum(tf.square(f32(v.value) - f32(b)))
                      for v, b in zip(variables, before)]
         weight_sq = [tf.reduce_sum(tf.square(f32(b))) for b in before]
-        replica = tf.stack([loss32] + grad_sq + zeros)
-        shared = tf.stack(update_sq + weight_sq)
-        return replica, shared
+        return loss32, tf.stack(grad_sq + zeros), tf.stack(update_sq + weight_sq)
 
     # -- the chunk ----------------------------------------------------------------------
     def rebuild(self) -> None:
@@ -135,29 +140,46 @@ class StepRunner:
         strategy = self.strategy
         n_local = strategy.num_replicas_in_sync // self._num_workers
         v = self.layout.num_vars
-        width = 1 + 2 * v if self.collect_stats else 1
-        shared_width = 2 * v if self.collect_stats else 0
+        every = self.stats_every
 
         def chunk(iterator, n_steps):
             self.trace_count += 1  # Python side effect: runs once per trace
-            rep_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_local, width])
-            sh_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[shared_width])
+            n_measured = (n_steps + every - 1) // every
+            loss_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_local])
             lr_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[])
-            for i in tf.range(n_steps):
+            kept = n_measured if self.collect_stats else 0
+            rep_ta = tf.TensorArray(tf.float32, size=kept, element_shape=[n_local, 2 * v])
+            sh_ta = tf.TensorArray(tf.float32, size=kept, element_shape=[2 * v])
+
+            def step(i, loss_ta, lr_ta, measure):
                 # The rate the step will use (a schedule moves it with the step count).
                 lr_ta = lr_ta.write(i, tf.cast(
                     self.model.optimizer._get_current_learning_rate(), tf.float32))
-                replica, shared = strategy.run(self._replica_step, args=(next(iterator),))
+                out = strategy.run(functools.partial(self._replica_step, measure=measure),
+                                   args=(next(iterator),))
                 # Local results only: no communication on the per-step path.
-                rep_ta = rep_ta.write(i, tf.stack(strategy.experimental_local_results(replica)))
-                sh_ta = sh_ta.write(i, strategy.experimental_local_results(shared)[0])
-            stacked = rep_ta.stack()
+                local = [strategy.experimental_local_results(t) for t in out]
+                loss_ta = loss_ta.write(i, tf.stack(local[0]))
+                return loss_ta, lr_ta, local
+
+            # The measured step and the plain steps after it are two loops, not a tf.cond
+            # around one step: a cond per step costs more than the figures it would skip.
+            for m in tf.range(n_measured):
+                loss_ta, lr_ta, local = step(m * every, loss_ta, lr_ta, self.collect_stats)
+                if self.collect_stats:
+                    rep_ta = rep_ta.write(m, tf.stack(local[1]))
+                    sh_ta = sh_ta.write(m, local[2][0])
+                if every > 1:
+                    for i in tf.range(m * every + 1, tf.minimum((m + 1) * every, n_steps)):
+                        loss_ta, lr_ta, _ = step(i, loss_ta, lr_ta, False)
+            losses, figures = loss_ta.stack(), rep_ta.stack()
             if self._multi_worker:
-                stacked = self._gather_workers(stacked)
+                losses = self._gather_workers(losses[:, :, None])[:, :, 0]
+                figures = self._gather_workers(figures)
             # Metrics are sync-on-read: reading them here folds their aggregation into
             # this call instead of costing a host round trip per metric after it.
             metrics = self.model.get_metrics_result()
-            return stacked, sh_ta.stack(), lr_ta.stack(), metrics
+            return losses, figures, sh_ta.stack(), lr_ta.stack(), metrics
 
         self._chunk_fn = tf.function(chunk)
 
@@ -178,9 +200,23 @@ class StepRunner:
 
         The conversion to NumPy is the chunk's one host sync point.
         """
-        replica, shared, lr, metrics = self._chunk_fn(iterator, tf.constant(n_steps, tf.int32))
-        return ChunkOutput(replica.numpy(), shared.numpy(), lr.numpy(),
-                           {k: float(np.asarray(v)) for k, v in metrics.items()})
+        losses, figures, shared, lr, metrics = self._chunk_fn(
+            iterator, tf.constant(n_steps, tf.int32))
+        losses, figures, shared = losses.numpy(), figures.numpy(), shared.numpy()
+        # Back to one row per step: the loss on every step, the norms' figures on the
+        # measured ones and NaN on the others.
+        measured = np.zeros(n_steps, bool)
+        measured[::self.stats_every] = self.collect_stats
+        n, reps = n_steps, losses.shape[1]
+        w = figures.shape[-1] if self.collect_stats else 0
+        replica = np.full((n, reps, 1 + w), np.nan, np.float32)
+        replica[:, :, 0] = losses
+        full_shared = np.full((n, shared.shape[-1] if w else 0), np.nan, np.float32)
+        if w:
+            replica[measured, :, 1:] = figures
+            full_shared[measured] = shared
+        return ChunkOutput(replica, full_shared, lr.numpy(),
+                           {k: float(np.asarray(v)) for k, v in metrics.items()}, measured)
 
 
 class ChunkOutput(NamedTuple):
@@ -191,9 +227,11 @@ class ChunkOutput(NamedTuple):
         shared: ``[n, 2V]`` figures that are the same on every replica.
         learning_rate: ``[n]`` the rate each step used.
         metrics: the model's metric results after the chunk (Keras logs).
+        measured: ``[n]`` whether the norms were measured at each step (NaN where not).
     """
 
     replica: np.ndarray
     shared: np.ndarray
     learning_rate: np.ndarray
     metrics: dict
+    measured: np.ndarray

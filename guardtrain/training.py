@@ -208,7 +208,8 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
                                                           data.steps_per_epoch),
                      callbacks=callbacks, verbose=verbose, validation_data=validation_data,
                      validation_batch_size=batch_size, history=history, events=events,
-                     supervisor=supervisor, is_chief=is_chief)
+                     supervisor=supervisor, is_chief=is_chief,
+                     stats_every=stats_every_of(guard))
     try:
         logs = loop.run()
     except GuardtrainError as err:
@@ -227,6 +228,13 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
     return Result(model=model, history=load_history(path) if is_chief else history.all_rows(),
                   attempts=list(getattr(supervisor, "attempts", [])),
                   verdict=supervisor.verdict, run_dir=path, logs=logs)
+
+
+def stats_every_of(guard) -> int:
+    """How often the norms are measured: the guard's setting, or its default."""
+    from guardtrain.guard import GuardConfig
+
+    return (guard if isinstance(guard, GuardConfig) else GuardConfig()).measure_every
 
 
 def make_supervisor(guard, rescue, events, verbose=1):

@@ -7,12 +7,14 @@ replicas (2 logical CPUs), prints steps/s of:
   fitK     model.fit, steps_per_execution=K (K = guardtrain's steps_per_loop; fails on 2
            replicas in Keras 3.15, keras-team/keras#19246, shown as "n/a")
   bare     guardtrain's chunked step, statistics off (the same loop, nothing measured)
-  stats    guardtrain's chunked step with every-step statistics
-  gt.fit   the whole gt.fit loop: statistics, host summary, history, callbacks
+  st1      guardtrain's chunked step with the norms measured on every step
+  st10     the same with the norms on every 10th step, the loss on all (the default,
+           GuardConfig.stats_every)
+  gt.fit   the whole gt.fit loop (default stats_every): host summary, history, callbacks
   +guard   the same with the guard judging every chunk (and snapshots when healthy)
 
-and the ratios that matter: stats/bare (the statistics' overhead), guard/gt (the guard's),
-gt.fit/fitK, gt.fit/fit1.
+and the ratios that matter: st1/bare and st10/bare (the statistics' overhead), guard/gt
+(the guard's), gt.fit/fitK, gt.fit/fit1.
 Each figure is the median of --repeats interleaved timings of --steps steps after a warm-up
 (the machine is shared and noisy: read the ratios, not the absolute times).
 
@@ -47,6 +49,7 @@ def main() -> None:
     import tensorflow as tf
 
     from guardtrain.config import LaunchConfig
+    from guardtrain.guard import GuardConfig
     from guardtrain.devices import pick_strategy
     from guardtrain.history import EventLog, HistoryWriter
     from guardtrain.inputs import make_train_data
@@ -55,6 +58,7 @@ def main() -> None:
     from guardtrain.supervisor import GuardSupervisor
 
     K = args.steps_per_loop
+    EVERY = GuardConfig().measure_every
     strategies = {1: tf.distribute.get_strategy(),
                   2: pick_strategy(LaunchConfig(cpu_replicas=2))}
 
@@ -104,12 +108,12 @@ def main() -> None:
         m.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[clock], shuffle=False)
         return steps / (clock.t1 - clock.t0)
 
-    def time_runner(builder, strategy, batch, steps, collect):
+    def time_runner(builder, strategy, batch, steps, collect, every=1):
         m, shape = compiled(builder, strategy)
         x, y = data(shape, batch * 8)
         it = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
                              strategy=strategy).iterator
-        runner = StepRunner(m, strategy, collect_stats=collect)
+        runner = StepRunner(m, strategy, collect_stats=collect, stats_every=every)
         runner.run(it, K)                                                 # warm-up, trace
         t0 = time.perf_counter()
         for _ in range(steps // K):
@@ -126,7 +130,7 @@ def main() -> None:
         supervisor = GuardSupervisor(events=events, verbose=0) if guarded else None
         TrainLoop(model=m, strategy=strategy, data=full, epochs=2, steps_per_loop=K, verbose=0,
                   callbacks=[clock], history=HistoryWriter(tmp, "bench"), events=events,
-                  supervisor=supervisor).run()
+                  supervisor=supervisor, stats_every=EVERY).run()
         return steps / (clock.t1 - clock.t0)
 
     import tempfile
@@ -142,33 +146,36 @@ def main() -> None:
         for replicas in (1, 2):
             strategy = strategies[replicas]
             for batch in (64, 256):
-                runs = {k: [] for k in ("fit1", "fitK", "bare", "stats", "gt.fit", "guard")}
+                runs = {k: [] for k in ("fit1", "fitK", "bare", "st1", "st10", "gt.fit",
+                                        "guard")}
                 for _ in range(args.repeats):
                     runs["fit1"].append(time_fit(builder, strategy, batch, steps, 1))
                     if replicas == 1:
                         runs["fitK"].append(time_fit(builder, strategy, batch, steps, K))
                     runs["bare"].append(time_runner(builder, strategy, batch, steps, False))
-                    runs["stats"].append(time_runner(builder, strategy, batch, steps, True))
+                    runs["st1"].append(time_runner(builder, strategy, batch, steps, True))
+                    runs["st10"].append(time_runner(builder, strategy, batch, steps, True,
+                                                    EVERY))
                     runs["gt.fit"].append(time_gt(builder, strategy, batch, steps, tmp))
                     runs["guard"].append(time_gt(builder, strategy, batch, steps, tmp, True))
                 med = {k: statistics.median(v) if v else float("nan") for k, v in runs.items()}
                 rows.append((name, replicas, batch, med))
                 keras.backend.clear_session()
 
-    head = (f"{'model':>5} {'rep':>3} {'batch':>5} | {'fit1':>8} {'fitK':>8} {'bare':>8} "
-            f"{'stats':>8} {'gt.fit':>8} {'+guard':>8} | {'bare/stats':>10} {'gt/guard':>8} "
-            f"{'fitK/gt':>8} {'fit1/gt':>8}")
+    head = (f"{'model':>5} {'rep':>3} {'batch':>5} | {'fit1':>6} {'fitK':>6} {'bare':>6} "
+            f"{'st1':>6} {'st10':>6} {'gt.fit':>6} {'+guard':>6} | {'bare/st1':>8} "
+            f"{'bare/st10':>9} {'gt/guard':>8} {'fitK/gt':>8} {'fit1/gt':>8}")
     print(f"steps/s (median of {args.repeats}); ratios > 1 mean guardtrain's side is slower "
           f"by that factor; steps_per_loop={K}")
     print(head)
     print("-" * len(head))
     for name, replicas, batch, m in rows:
-        fmt = lambda v: f"{v:8.0f}" if v == v else f"{'n/a':>8}"  # noqa: E731
+        fmt = lambda v: f"{v:6.0f}" if v == v else f"{'n/a':>6}"  # noqa: E731
         r = lambda a, b: f"{m[a] / m[b]:.3f}" if m[a] == m[a] else "n/a"  # noqa: E731
         print(f"{name:>5} {replicas:>3} {batch:>5} | {fmt(m['fit1'])} {fmt(m['fitK'])} "
-              f"{fmt(m['bare'])} {fmt(m['stats'])} {fmt(m['gt.fit'])} {fmt(m['guard'])} | "
-              f"{r('bare', 'stats'):>10} {r('gt.fit', 'guard'):>8} {r('fitK', 'gt.fit'):>8} "
-              f"{r('fit1', 'gt.fit'):>8}")
+              f"{fmt(m['bare'])} {fmt(m['st1'])} {fmt(m['st10'])} {fmt(m['gt.fit'])} "
+              f"{fmt(m['guard'])} | {r('bare', 'st1'):>8} {r('bare', 'st10'):>9} "
+              f"{r('gt.fit', 'guard'):>8} {r('fitK', 'gt.fit'):>8} {r('fit1', 'gt.fit'):>8}")
 
 
 if __name__ == "__main__":

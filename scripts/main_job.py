@@ -52,9 +52,11 @@ def main() -> None:
     table = result.history
     cols = ["step", "loss", "grad_norm_min", "grad_norm_max", "update_ratio", "grad_first",
             "grad_last", "zero_grad_fraction"]
-    print("\nguard statistics, last 5 steps:")
+    # The norms are measured on every 10th step (GuardConfig.stats_every): show those.
+    measured = table.filter(table.column("measured"))
+    print("\nguard statistics, last 5 measured steps:")
     print("  ".join(f"{c:>18}" for c in cols))
-    for row in table.slice(max(0, table.num_rows - 5)).select(cols).to_pylist():
+    for row in measured.slice(max(0, measured.num_rows - 5)).select(cols).to_pylist():
         print("  ".join(f"{row[c]:>18.4g}" if isinstance(row[c], float) else f"{row[c]:>18}"
                         for c in cols))
     print()

@@ -96,8 +96,13 @@ def test_fit_ends_at_the_weights_of_model_fit(tmp_path):
     assert result.history.num_rows == epochs * 3
     np.testing.assert_allclose(result.history.column("loss").to_numpy(), want["loss"],
                                rtol=RTOL)
-    np.testing.assert_allclose(result.history.column("grad_norm_mean").to_numpy(),
-                               want["norms"][:, 0], rtol=RTOL)
+    # The norms are measured on the first step of every chunk (one chunk per 3-step
+    # epoch here) and every 10th after it; the others are null.
+    measured = result.history.column("measured").to_numpy(zero_copy_only=False)
+    np.testing.assert_array_equal(measured, [True, False, False] * epochs)
+    norms = result.history.column("grad_norm_mean").to_numpy(zero_copy_only=False)
+    np.testing.assert_allclose(norms[measured], want["norms"][measured, 0], rtol=RTOL)
+    assert result.history.column("grad_norm_mean").null_count == 2 * epochs
     for mine, ref in zip(ours.get_weights(), final):
         np.testing.assert_allclose(mine, ref, atol=ATOL)
 
@@ -110,8 +115,9 @@ def test_instance_built_outside_the_scope_trains_on_two_replicas(tmp_path):
     user_model = _model(lr)
     initial = user_model.get_weights()
 
+    # Norms on every step (6 steps: far inside the guard's warm-up, nothing is judged).
     result = gt.fit(user_model, x, y, batch_size=batch, epochs=epochs, shuffle=False,
-                    guard=False, verbose=0, run_dir=tmp_path,
+                    guard=gt.GuardConfig(stats_every=1), verbose=0, run_dir=tmp_path,
                     launch=LaunchConfig(cpu_replicas=2))
 
     want, final = _sgd_reference(initial, x, y, batch=batch, epochs=epochs, lr=lr, replicas=2)
@@ -169,8 +175,9 @@ def test_builder_function_trains_on_two_replicas(tmp_path):
         model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="mse")
         return model
 
-    result = gt.fit(build, x, y, batch_size=batch, epochs=epochs, shuffle=False, guard=False,
-                    verbose=0, run_dir=tmp_path, launch=LaunchConfig(cpu_replicas=2))
+    result = gt.fit(build, x, y, batch_size=batch, epochs=epochs, shuffle=False,
+                    guard=gt.GuardConfig(stats_every=1), verbose=0, run_dir=tmp_path,
+                    launch=LaunchConfig(cpu_replicas=2))
 
     want, final = _sgd_reference([kernel, bias], x, y, batch=batch, epochs=epochs, lr=lr,
                                  replicas=2)

@@ -9,7 +9,7 @@ import pytest
 
 from guardtrain import guard as g
 from guardtrain.errors import ConfigError
-from guardtrain.stats import REPLICA_NORMS, STAT_COLUMNS
+from guardtrain.stats import NORM_COLUMNS, REPLICA_NORMS, STAT_COLUMNS
 
 pytestmark = pytest.mark.pure
 
@@ -43,6 +43,7 @@ def stream(n, *, seed=0, loss=None, noise=0.02, ratio=1e-3, grad_first=0.5, grad
         "grad_last": np.broadcast_to(grad_last, (n,)) * np.exp(0.2 * rng.standard_normal(n)),
         "zero_grad_fraction": np.broadcast_to(zero, (n,)).astype(np.float64),
         "finite": np.ones(n, bool) if finite is None else np.asarray(finite, bool),
+        "measured": np.ones(n, bool),
         REPLICA_NORMS: reps,
     }
     if lr is not None:
@@ -443,3 +444,41 @@ def test_guard_config_validation_collects_every_problem():
         g.GuardConfig(100)  # keyword-only
     with pytest.raises(dataclasses.FrozenInstanceError):
         CFG.window_steps = 3
+
+
+def _sampled(cols, every):
+    """What the loop records with stats_every=every: norms on every k-th step of each
+    chunk, NaN (grad_norm_argmin -1) on the others, the loss and finite flag on all."""
+    n = len(cols["loss"])
+    measured = np.arange(n) % CHUNK_STEPS % every == 0
+    out = dict(cols, measured=measured)
+    for name in NORM_COLUMNS:
+        if name in out:
+            fill = -1 if name == "grad_norm_argmin" else np.nan
+            out[name] = np.where(measured, out[name], fill)
+    out[REPLICA_NORMS] = np.where(measured[:, None], cols[REPLICA_NORMS], np.nan)
+    return out
+
+
+@pytest.mark.parametrize("make, kind", [
+    (lambda: stream(400), g.HEALTHY),
+    (lambda: stream(300, loss=np.full(300, 2.302), noise=0.003, ratio=1e-7), g.STALLED),
+    (lambda: vanishing_stream(300, 1e-9), g.VANISHING),
+    (lambda: stream(300, loss=np.full(300, 2.3), noise=0.01, zero=0.98, ratio=0.0),
+     g.DEAD_UNITS),
+    (lambda: stream(300, replicas=4, silent_replica=2), g.REPLICA_IMBALANCE),
+])
+def test_norms_on_every_tenth_step_give_the_verdicts_of_every_step(make, kind):
+    full, sampled = run(make()), run(_sampled(make(), 10))
+    assert kind in kinds(full)
+    assert [v.kind for v in sampled] == [v.kind for v in full]
+    assert [v.step for v in sampled] == [v.step for v in full]
+
+
+def test_sampled_norms_leave_the_non_finite_check_to_the_loss():
+    cols = _sampled(stream(120), 10)
+    cols["loss"] = cols["loss"].copy()
+    cols["loss"][63] = np.nan                 # an unmeasured step
+    cols["finite"] = np.isfinite(cols["loss"])
+    v = first(run(cols), g.DIVERGED)
+    assert v.evidence["first_nonfinite_step"] == 64 and "loss nan" in v.reason

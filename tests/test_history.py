@@ -44,10 +44,11 @@ def test_schema_declares_every_column_once():
     assert names[:4] == ["run_id", "attempt", "step", "epoch"]
     assert names[4:4 + len(STAT_COLUMNS)] == list(STAT_COLUMNS)
     assert HISTORY_SCHEMA.field("finite").type == pa.bool_()
+    assert HISTORY_SCHEMA.field("measured").type == pa.bool_()
     assert pa.types.is_integer(HISTORY_SCHEMA.field("grad_norm_argmin").type)
     assert pa.types.is_integer(HISTORY_SCHEMA.field("step").type)
     for name in STAT_COLUMNS:
-        if name not in ("grad_norm_argmin", "finite"):
+        if name not in ("grad_norm_argmin", "finite", "measured"):
             assert HISTORY_SCHEMA.field(name).type == pa.float64(), name
 
 

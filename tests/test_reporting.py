@@ -36,6 +36,7 @@ def _stats(n, *, loss, ratio, grad, spread=1.2, rng):
     stats["grad_norm_max"] = np.full(n, grad * spread)
     stats["grad_norm_argmin"] = np.zeros(n, int)
     stats["finite"] = np.ones(n, bool)
+    stats["measured"] = np.ones(n, bool)
     return stats
 
 

@@ -79,6 +79,7 @@ def _expected(grads, local_losses, weights_before, weights_after, layout):
             "grad_first": first, "grad_last": last,
             "zero_grad_fraction": zeros / entries,
             "finite": True,
+            "measured": True,
             REPLICA_NORMS: norms,
         }
         for k, val in row.items():
@@ -108,7 +109,7 @@ def test_summary_equals_independent_numpy(reps):
     assert set(got) == set(STAT_COLUMNS) | {REPLICA_NORMS}
     for key in STAT_COLUMNS:
         assert got[key].shape == (4,), key
-        if key in ("finite", "grad_norm_argmin"):
+        if key in ("finite", "grad_norm_argmin", "measured"):
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
         else:
             np.testing.assert_allclose(got[key], want[key], rtol=1e-12, err_msg=key)

@@ -119,6 +119,7 @@ def _reference(weights, use_bias, batches, lrs, replicas):
             "grad_last": np.mean([_norm(in_layer(g, n_layers - 1)) for _, g in local]),
             "zero_grad_fraction": zeros / entries,
             "finite": True,
+            "measured": True,
             REPLICA_NORMS: norms,
         }
         for k, v in row.items():
@@ -129,7 +130,7 @@ def _reference(weights, use_bias, batches, lrs, replicas):
 
 def _assert_stats_equal(got, want):
     for key in STAT_COLUMNS:
-        if key in ("finite", "grad_norm_argmin"):
+        if key in ("finite", "grad_norm_argmin", "measured"):
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
         else:
             np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=ATOL, err_msg=key)
@@ -278,3 +279,28 @@ def test_var_layout_skips_frozen_layers():
     assert layout.layer_names == ("head",)
     assert layout.layer_of_var == (0, 0)
     assert layout.var_sizes == (2, 1)
+
+
+def test_norms_every_third_step_loss_on_every_step():
+    """stats_every=3 over 7 steps on 2 replicas: the loss of every step and the norms of
+    steps 0, 3 and 6 equal the NumPy reference; the others are NaN, marked unmeasured,
+    and still count as finite (their loss is)."""
+    strategy = _strategy(2)
+    model = _linear_model(strategy, widths=(1,), lr=0.1)
+    x, y = _data(56)
+    initial = model.get_weights()
+    runner = StepRunner(model, strategy, stats_every=3)
+    out = runner.run(_iterator(strategy, x, y, 8), 7)
+    got = summarise_chunk(out.replica, out.shared, runner.layout, out.measured)
+    want, _ = _reference(initial, True, _batches(x, y, 8, 7), [0.1] * 7, 2)
+    measured = np.array([True, False, False, True, False, False, True])
+    np.testing.assert_array_equal(out.measured, measured)
+    np.testing.assert_array_equal(got["measured"], measured)
+    np.testing.assert_allclose(got["loss"], want["loss"], rtol=RTOL)
+    for key in ("grad_norm_mean", "update_norm", "weight_norm", "zero_grad_fraction"):
+        np.testing.assert_allclose(got[key][measured], want[key][measured], rtol=RTOL,
+                                   atol=ATOL, err_msg=key)
+        assert np.isnan(got[key][~measured]).all(), key
+    assert got["finite"].all()
+    assert (got["grad_norm_argmin"][~measured] == -1).all()
+    assert runner.trace_count == 1
