@@ -139,7 +139,10 @@ class GuardConfig:
             OSCILLATING. Independent noise flips 2/3 of the time; 0.9 is far above it.
         vanishing_layer_ratio: ``grad_first / grad_last`` below this is VANISHING ...
         vanishing_grad_norm: ... when ``grad_first`` is also below this (PITFALLS 21),
-            and the slowest layer's update ratio below ``stall_update_ratio``.
+            and the slowest layer's update ratio below ``stall_update_ratio`` (all in a
+            window whose loss does not fall). 1e-2 and 1e-3 (were 1e-3 and 1e-4): a
+            5-layer sigmoid MLP under SGD sits at chance with a first-layer gradient of
+            3e-5..3e-4, 3e-4..2e-3 of the last layer's; Adam trains it.
         dead_zero_fraction: median share of gradient entries exactly 0 for DEAD_UNITS.
         imbalance_grad_ratio: a replica is silent when its gradient norm is at most this
             fraction of the largest replica's.
@@ -173,8 +176,8 @@ class GuardConfig:
     thrown_update_ratio: float = 1e-1
     oscillation_update_ratio: float = 1e-2
     oscillation_flip_fraction: float = 0.9
-    vanishing_layer_ratio: float = 1e-3
-    vanishing_grad_norm: float = 1e-4
+    vanishing_layer_ratio: float = 1e-2
+    vanishing_grad_norm: float = 1e-3
     dead_zero_fraction: float = 0.9
     imbalance_grad_ratio: float = 1e-3
     imbalance_steps_fraction: float = 0.9

@@ -82,6 +82,7 @@ class GuardSupervisor:
         self.attempts: list[dict] = []
         self.last_label: str | None = None
         self._adjusted = False  # an ADJUST waits for a healthy verdict to count as rescued
+        self._probed = None     # the optimizer a switch probe installed, until the ADJUST
 
     # -- the hook ------------------------------------------------------------------------
     def begin(self, loop) -> None:
@@ -109,7 +110,8 @@ class GuardSupervisor:
                 self.verdict = "failed"
                 raise rescue_mod.unhealthy_error(verdict, attempts=self.rstate.attempts)
         decision = rescue_mod.decide(verdict, self.rstate, self.rescue_config)
-        if decision.action == rescue_mod.PROBE:
+        # A rate probe may end in a switch, which probes the next optimizer in turn.
+        while decision.action == rescue_mod.PROBE:
             self._say(decision)
             self.rstate = rescue_mod.apply(decision, self.rstate)
             results = self._probe(loop, decision)
@@ -144,7 +146,15 @@ class GuardSupervisor:
             raise rescue_mod.error_for(decision, self.rstate)
         # ADJUST: back to the snapshot, then the new rate or the new optimizer.
         reset = decision.reset_optimizer or _has_schedule(loop.model.optimizer)
-        loop.rewind(with_optimizer=not reset)
+        if reset and self._probed == decision.optimizer:
+            # A switch probe installed this optimizer fresh and rebound the snapshot to
+            # that fresh state: restoring it is a fresh start without a second retrace.
+            loop.rewind()
+            loop.set_learning_rate(decision.learning_rate)
+            reset = False
+        else:
+            loop.rewind(with_optimizer=not reset)
+        self._probed = None
         if reset:
             previous = loop.model.optimizer
             loop.switch_optimizer(lambda: make_optimizer(
@@ -159,16 +169,26 @@ class GuardSupervisor:
         self.verdict = "adjusted"  # until the new attempt is judged healthy
 
     def _probe(self, loop, decision) -> list:
-        """A short range test from the snapshot; leaves the loop at the snapshot."""
+        """A short range test from the snapshot; leaves the loop at the snapshot.
+
+        A switch probe first installs the new optimizer, fresh (one retrace); the snapshot
+        then holds its fresh state, so each candidate starts from the same point."""
         results = []
+        if decision.optimizer is not None and decision.optimizer != loop.optimizer_name:
+            loop.rewind(with_optimizer=False)
+            previous = loop.model.optimizer
+            loop.switch_optimizer(lambda: make_optimizer(
+                decision.optimizer, decision.probe_learning_rates[0], previous))
+            self._probed = decision.optimizer
         for lr in decision.probe_learning_rates:
             loop.rewind()
             loop.set_learning_rate(lr)
             stats = loop.run_steps(decision.probe_steps)
             results.append(rescue_mod.ProbeResult.from_chunk(lr, stats))
         loop.rewind()
-        loop.set_learning_rate(self.rstate.learning_rate)
-        self.events.add("probe", step=decision.step, results=[
+        loop.set_learning_rate(decision.probe_learning_rates[0] if self._probed
+                               else self.rstate.learning_rate)
+        self.events.add("probe", step=decision.step, optimizer=loop.optimizer_name, results=[
             {"learning_rate": r.learning_rate, "loss_start": r.loss_start,
              "loss_end": r.loss_end, "finite": r.all_finite} for r in results])
         return results

@@ -15,8 +15,10 @@ replicas (2 logical CPUs), prints steps/s of:
 
 and the ratios that matter: st1/bare and st10/bare (the statistics' overhead), guard/gt
 (the guard's), gt.fit/fitK, gt.fit/fit1.
-Each figure is the median of --repeats interleaved timings of --steps steps after a warm-up
-(the machine is shared and noisy: read the ratios, not the absolute times).
+Each fit figure is the median of --repeats timings of --steps steps after a warm-up. bare,
+st1 and st10 are built once and timed in turn --rounds times (--repeats x --steps steps in
+all); their ratios are the median of each round's ratio, which compares timings seconds
+apart (the machine is shared and noisy: read the ratios, not the absolute times).
 
     .venv/bin/python scripts/bench_overhead.py [--steps 3000] [--repeats 3]
 """
@@ -36,7 +38,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3000,
                         help="steps per timing for the MLP (the CNN times a tenth)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timings of each model.fit / gt.fit figure (median)")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="interleaved timings of bare, st1 and st10 (median of ratios)")
     parser.add_argument("--steps-per-loop", type=int, default=50)
     parser.add_argument("--only", default="", help="e.g. mlp or cnn")
     args = parser.parse_args()
@@ -108,17 +113,31 @@ def main() -> None:
         m.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[clock], shuffle=False)
         return steps / (clock.t1 - clock.t0)
 
-    def time_runner(builder, strategy, batch, steps, collect, every=1):
-        m, shape = compiled(builder, strategy)
-        x, y = data(shape, batch * 8)
-        it = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
-                             strategy=strategy).iterator
-        runner = StepRunner(m, strategy, collect_stats=collect, stats_every=every)
-        runner.run(it, K)                                                 # warm-up, trace
-        t0 = time.perf_counter()
-        for _ in range(steps // K):
-            runner.run(it, K)
-        return (steps // K) * K / (time.perf_counter() - t0)
+    def time_runners(builder, strategy, batch, steps, rounds):
+        """bare, st1 and st10 built once, then timed in turn ``rounds`` times: each
+        round's ratios compare timings seconds apart (the machine's load drifts)."""
+        runners = {}
+        for key, collect, every in (("bare", False, 1), ("st1", True, 1),
+                                    ("st10", True, EVERY)):
+            m, shape = compiled(builder, strategy)
+            x, y = data(shape, batch * 8)
+            it = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
+                                 strategy=strategy).iterator
+            runner = StepRunner(m, strategy, collect_stats=collect, stats_every=every)
+            runner.run(it, K)                                             # warm-up, trace
+            runners[key] = (runner, it)
+        chunks = max(1, steps // K // rounds)
+        speed = {k: [] for k in runners}
+        for _ in range(rounds):
+            for key, (runner, it) in runners.items():
+                t0 = time.perf_counter()
+                for _ in range(chunks):
+                    runner.run(it, K)
+                speed[key].append(chunks * K / (time.perf_counter() - t0))
+        out = {k: statistics.median(v) for k, v in speed.items()}
+        for key in ("st1", "st10"):
+            out["r_" + key] = statistics.median(b / s for b, s in zip(speed["bare"], speed[key]))
+        return out
 
     def time_gt(builder, strategy, batch, steps, tmp, guarded=False):
         m, shape = compiled(builder, strategy)
@@ -146,19 +165,16 @@ def main() -> None:
         for replicas in (1, 2):
             strategy = strategies[replicas]
             for batch in (64, 256):
-                runs = {k: [] for k in ("fit1", "fitK", "bare", "st1", "st10", "gt.fit",
-                                        "guard")}
+                runs = {k: [] for k in ("fit1", "fitK", "gt.fit", "guard")}
                 for _ in range(args.repeats):
                     runs["fit1"].append(time_fit(builder, strategy, batch, steps, 1))
                     if replicas == 1:
                         runs["fitK"].append(time_fit(builder, strategy, batch, steps, K))
-                    runs["bare"].append(time_runner(builder, strategy, batch, steps, False))
-                    runs["st1"].append(time_runner(builder, strategy, batch, steps, True))
-                    runs["st10"].append(time_runner(builder, strategy, batch, steps, True,
-                                                    EVERY))
                     runs["gt.fit"].append(time_gt(builder, strategy, batch, steps, tmp))
                     runs["guard"].append(time_gt(builder, strategy, batch, steps, tmp, True))
                 med = {k: statistics.median(v) if v else float("nan") for k, v in runs.items()}
+                med.update(time_runners(builder, strategy, batch, steps * args.repeats,
+                                        args.rounds))
                 rows.append((name, replicas, batch, med))
                 keras.backend.clear_session()
 
@@ -174,7 +190,7 @@ def main() -> None:
         r = lambda a, b: f"{m[a] / m[b]:.3f}" if m[a] == m[a] else "n/a"  # noqa: E731
         print(f"{name:>5} {replicas:>3} {batch:>5} | {fmt(m['fit1'])} {fmt(m['fitK'])} "
               f"{fmt(m['bare'])} {fmt(m['st1'])} {fmt(m['st10'])} {fmt(m['gt.fit'])} "
-              f"{fmt(m['guard'])} | {r('bare', 'st1'):>8} {r('bare', 'st10'):>9} "
+              f"{fmt(m['guard'])} | {m['r_st1']:>8.3f} {m['r_st10']:>9.3f} "
               f"{r('gt.fit', 'guard'):>8} {r('fitK', 'gt.fit'):>8} {r('fit1', 'gt.fit'):>8}")
 
 

@@ -46,6 +46,18 @@ def decide_apply(v, state, config=CFG):
     return d, r.apply(d, state)
 
 
+def switched(v, state, config=CFG, results=None):
+    """decide -> the switch PROBE -> after_probe -> ADJUST, applied. Default results: every
+    probed rate lowers the loss alike (ties go to the smaller: the usual rate)."""
+    p, state = decide_apply(v, state, config)
+    if p.action != r.PROBE:
+        return p, p, state
+    assert p.optimizer is not None and p.reset_optimizer
+    results = results or [probe(lr, -0.2) for lr in p.probe_learning_rates]
+    d = r.after_probe(results, state, config)
+    return p, d, r.apply(d, state)
+
+
 def stalled_then_probed(results, state=None, config=CFG):
     state = state or start()
     d, state = decide_apply(verdict(g.STALLED, reason=STALL_REASON), state, config)
@@ -111,9 +123,9 @@ def test_probe_ignores_noise_level_gains_and_a_doubling():
     results = [probe(1e-5, -0.005), probe(1e-4, -0.004), probe(1e-3, 1.5),
                probe(1e-2, 0.0, diverged=True)]
     d, _ = stalled_then_probed(results)
-    # Nothing lowered the loss by 1%: escalate to the next optimizer.
-    assert d.action == r.ADJUST and d.optimizer == "adam" and d.learning_rate == 1e-3
-    assert d.reset_optimizer
+    # Nothing lowered the loss by 1%: escalate to the next optimizer, probing it first.
+    assert d.action == r.PROBE and d.optimizer == "adam" and d.reset_optimizer
+    assert d.probe_learning_rates == (1e-3, 1e-2)
     assert "1e-3 diverged" in d.change and "none lowered the loss by 1%" in d.change
 
 
@@ -127,7 +139,11 @@ def test_probe_rates_capped_by_max_learning_rate():
     d = r.decide(verdict(g.STALLED), start(lr=1e-3), config)
     assert d.probe_learning_rates == (1e-2,)
     d = r.decide(verdict(g.STALLED), start(lr=0.05), config)
-    assert d.action == r.ADJUST and d.optimizer == "adam"  # no larger rate allowed
+    # No larger rate allowed: switch, probing Adam (its 1e-3 and 1e-2 are under the cap).
+    assert d.action == r.PROBE and d.optimizer == "adam"
+    assert d.probe_learning_rates == (1e-3, 1e-2)
+    d = r.decide(verdict(g.VANISHING), start(lr=1e-2), r.RescueConfig(max_learning_rate=5e-3))
+    assert d.probe_learning_rates == (1e-3,)
 
 
 def test_a_rate_read_back_from_float32_is_the_rate_the_user_set():
@@ -171,9 +187,9 @@ def test_lr_moves_that_did_not_help_switch_optimizer():
     for expected in (0.1, 0.01):
         d, state = decide_apply(verdict(g.DIVERGED), state)
         assert d.learning_rate == pytest.approx(expected) and d.optimizer == "sgd"
-    d, state = decide_apply(verdict(g.DIVERGED), state)
+    p, d, state = switched(verdict(g.DIVERGED), state)
+    assert "2 learning-rate moves on sgd did not help" in p.change
     assert d.optimizer == "adam" and d.learning_rate == 1e-3 and d.reset_optimizer
-    assert "2 learning-rate moves on sgd did not help" in d.change
     assert state.lr_moves == 0 and state.tried_optimizers == ("sgd", "adam")
 
 
@@ -182,11 +198,13 @@ def test_lr_moves_that_did_not_help_switch_optimizer():
 def test_each_ladder_step_then_ladder_spent():
     config = r.RescueConfig(max_attempts=10)
     state = start("sgd", 1e-2)
-    d, state = decide_apply(verdict(g.VANISHING), state, config)
+    p, d, state = switched(verdict(g.VANISHING), state, config)
+    assert p.change == ("probe adam (fresh state) at learning_rate 1e-3, 1e-2 for 20 steps "
+                        "each, instead of sgd at 1.0e-02")
     assert (d.optimizer, d.learning_rate, d.reset_optimizer) == ("adam", 1e-3, True)
-    assert d.change == ("optimizer sgd -> adam, learning_rate 1.0e-02 -> 1.0e-03, "
-                        "fresh optimizer state")
-    d, state = decide_apply(verdict(g.DEAD_UNITS), state, config)
+    assert d.change.startswith("optimizer sgd -> adam, learning_rate 1.0e-02 -> 1.0e-03, "
+                               "fresh optimizer state (probe: 1e-3 -20%, 1e-2 -20%)")
+    p, d, state = switched(verdict(g.DEAD_UNITS), state, config)
     assert (d.optimizer, d.learning_rate) == ("rmsprop", 1e-3)
     d, state = decide_apply(verdict(g.VANISHING), state, config)
     assert d.action == r.ABORT and d.code == "GT502"
@@ -197,7 +215,28 @@ def test_each_ladder_step_then_ladder_spent():
 
 def test_optimizer_off_the_ladder_starts_at_the_bottom():
     d = r.decide(verdict(g.VANISHING), start("adamw", 1e-3), CFG)
-    assert d.optimizer == "sgd" and d.learning_rate == 1e-2
+    assert d.optimizer == "sgd" and d.probe_learning_rates == (1e-2, 1e-1)
+
+
+def test_switch_probe_keeps_the_best_rate_of_the_new_optimizer():
+    state = start("sgd", 1e-2)
+    # Inputs at 255x their scale: Adam 1e-2 gains much more than 1e-3 in the probe.
+    p, d, state = switched(verdict(g.DEAD_UNITS), state, CFG,
+                           [probe(1e-3, -0.05), probe(1e-2, -0.4)])
+    assert p.action == r.PROBE and p.attempt == 1      # a probe spends no attempt
+    assert d.action == r.ADJUST and (d.optimizer, d.learning_rate) == ("adam", 1e-2)
+    assert state.attempt == 2 and state.optimizer == "adam" and state.learning_rate == 1e-2
+    # None lowers the loss (a plateau a few steps cannot leave): the usual rate.
+    _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
+                       [probe(1e-3, 0.0), probe(1e-2, 1.5)])
+    assert (d.optimizer, d.learning_rate) == ("adam", 1e-3)
+    assert "1e-2 diverged" in d.change
+
+
+def test_no_switch_probe_when_asked_for_none():
+    config = r.RescueConfig(switch_probe_multipliers=())
+    d = r.decide(verdict(g.VANISHING), start("sgd", 1e-2), config)
+    assert d.action == r.ADJUST and (d.optimizer, d.learning_rate) == ("adam", 1e-3)
 
 
 def test_ladder_is_climbed_not_descended():
@@ -245,7 +284,7 @@ def test_budget_spent_raises_with_every_attempt():
     # attempt 1 stalls -> probe -> attempt 2; 2 diverges -> 3; 3 diverges -> 4 (switch).
     d, state = stalled_then_probed([probe(1e-3, -0.2)], state)
     d, state = decide_apply(verdict(g.DIVERGED, step=700), state)
-    d, state = decide_apply(verdict(g.OSCILLATING, step=900), state)
+    _, d, state = switched(verdict(g.OSCILLATING, step=900), state)
     assert state.attempt == 4 and state.optimizer == "adam"
     d, state = decide_apply(verdict(g.DIVERGED, step=1100), state)
     assert d.action == r.ABORT and d.code == "GT501" and "4 of 4 attempts spent" in d.change
