@@ -386,7 +386,9 @@ def after_probe(results: Sequence[ProbeResult], state: RescueState, config: Resc
     """Turns the probe results into a decision: the best rate, or the next optimizer.
 
     Keeps the rate whose loss fell most (at least ``probe_min_drop_fraction``) without a
-    non-finite step or a doubling; ties go to the smaller rate.
+    non-finite step or a doubling; ties go to the smaller rate. A switch probe (the
+    pending decision names another optimizer) always ends in that optimizer: at the best
+    rate, else the largest that did not blow up, else its usual rate.
 
     Args:
         results: one ``ProbeResult`` per probed rate, any order.
@@ -411,12 +413,13 @@ def after_probe(results: Sequence[ProbeResult], state: RescueState, config: Resc
     # Every probe starts from the same weights, so their first losses measure one point:
     # their median is a steadier start than any one batch.
     start = float(np.median(firsts)) if firsts else math.nan
-    best, best_change, labels = None, -config.probe_min_drop_fraction, []
+    best, best_change, labels, sane = None, -config.probe_min_drop_fraction, [], []
     for r in ordered:
         change = (r.loss_end - start) / max(abs(start), 1e-30)
         if not (r.all_finite and math.isfinite(start)) or change >= 1.0:
             labels.append(f"{_short(r.learning_rate)} diverged")
             continue
+        sane.append(r.learning_rate)
         labels.append(f"{_short(r.learning_rate)} {_pct(100 * change)}")
         if change <= best_change and (best is None or change < best_change):
             best, best_change = r.learning_rate, change
@@ -426,8 +429,12 @@ def after_probe(results: Sequence[ProbeResult], state: RescueState, config: Resc
     nxt = pending.optimizer
     if nxt is not None and nxt != state.optimizer:
         # A switch probe: the new optimizer runs either way (the verdict called for it), at
-        # the best rate, or at its usual one when no rate lowered the loss in so few steps.
-        lr = best if best is not None else config.optimizer_learning_rates[nxt]
+        # the best rate. When none lowered the loss in so few steps (a plateau: the 5-layer
+        # sigmoid MLP), the largest that did not blow up: it leaves a plateau sooner (Adam
+        # 1e-2 reached the target 8 epochs before 1e-3), and the guard lowers it if it is
+        # too high. None sane: the usual rate.
+        lr = best if best is not None else (
+            max(sane) if sane else config.optimizer_learning_rates[nxt])
         return _adjust(verdict, state, config, learning_rate=lr, optimizer=nxt,
                        reset_optimizer=True,
                        change=f"optimizer {state.optimizer} -> {nxt}, learning_rate "

@@ -226,11 +226,19 @@ def test_switch_probe_keeps_the_best_rate_of_the_new_optimizer():
     assert p.action == r.PROBE and p.attempt == 1      # a probe spends no attempt
     assert d.action == r.ADJUST and (d.optimizer, d.learning_rate) == ("adam", 1e-2)
     assert state.attempt == 2 and state.optimizer == "adam" and state.learning_rate == 1e-2
-    # None lowers the loss (a plateau a few steps cannot leave): the usual rate.
+    # None lowers the loss (a plateau a few steps cannot leave): the largest sane rate ...
+    _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
+                       [probe(1e-3, 0.0), probe(1e-2, 0.002)])
+    assert (d.optimizer, d.learning_rate) == ("adam", 1e-2)
+    # ... that did not blow up ...
     _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
                        [probe(1e-3, 0.0), probe(1e-2, 1.5)])
     assert (d.optimizer, d.learning_rate) == ("adam", 1e-3)
     assert "1e-2 diverged" in d.change
+    # ... and the usual rate when every one did.
+    _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
+                       [probe(1e-3, 0.0, diverged=True), probe(1e-2, 1.5)])
+    assert (d.optimizer, d.learning_rate) == ("adam", 1e-3)
 
 
 def test_no_switch_probe_when_asked_for_none():

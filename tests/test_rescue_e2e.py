@@ -211,6 +211,13 @@ def test_deep_sigmoid_net_is_rescued_by_an_optimizer_switch(replicas, tmp_path):
     switch = switches[0]
     assert switch["verdict"]["kind"] == "VANISHING"
     assert switch["reset_optimizer"] is True
+    # The switch probed the new optimizer, fresh, at its usual rate and 10x, and kept one.
+    probes = [e for e in load_events(tmp_path) if e["event"] == "probe"
+              and e.get("optimizer") == switch["optimizer"]]
+    assert probes, [e for e in load_events(tmp_path) if e["event"] == "probe"]
+    rates = [p["learning_rate"] for p in probes[0]["results"]]
+    assert len(rates) == 2 and rates[1] == pytest.approx(10 * rates[0])
+    assert switch["learning_rate"] in rates
 
     assert result.verdict == "rescued"
     final = adjusts[-1]["optimizer"]
