@@ -528,7 +528,8 @@ def main() -> None:
 # -- the report ---------------------------------------------------------------------------------
 
 HEAD = (f"{'case':<12} {'task':<7} {'seed':>4}  {'gt verdicts → change':<46} {'gt acc':>6} "
-        f"{'target':>6} {'rescued':>7} {'time×':>5} {'cpu×':>5} {'plain':>6} {'rlrop':>6}")
+        f"{'target':>6} {'rescued':>7} {'time×':>5} {'cpu×':>5} {'t/fit':>5} {'plain':>6} "
+        f"{'rlrop':>6}")
 
 
 def _log(line: str) -> None:
@@ -544,9 +545,12 @@ def _format_case(c: Case) -> str:
     rescued = "yes" if c.rescued else "NO"
     if c.rescued and c.time_x > MAX_TIME_X:
         rescued = "slow"
+    # gt.fit's time over plain model.fit's on the same faulty configuration: what the
+    # rescue itself costs, without the faulty model's own cost (a deeper net is slower).
+    vs_plain = f"{c.gt.wall_s / c.plain.wall_s:5.2f}" if c.plain is not None else f"{'-':>5}"
     return (f"{c.fault:<12} {c.task:<7} {c.seed:>4}  {story:<46} {c.gt.acc:6.3f} "
-            f"{c.target:6.3f} {rescued:>7} {c.time_x:5.2f} {c.cpu_x:5.2f} {_acc(c.plain)} "
-            f"{_acc(c.rlrop)}")
+            f"{c.target:6.3f} {rescued:>7} {c.time_x:5.2f} {c.cpu_x:5.2f} {vs_plain} "
+            f"{_acc(c.plain)} {_acc(c.rlrop)}")
 
 
 def print_report(cases: list[Case], controls: list, total_s: float, replicas: int) -> None:
@@ -555,7 +559,8 @@ def print_report(cases: list[Case], controls: list, total_s: float, replicas: in
           f"rescued = gt.fit reaches >= {RESCUED_FRACTION:.0%} of its healthy control's "
           f"held-out accuracy in the same epochs (target = that accuracy).\n"
           f"time× = faulty gt.fit wall time / mean of the control's gt.fit runs just before "
-          f"and after it; cpu× = the same in process CPU time.\n"
+          f"and after it; cpu× = the same in process CPU time; t/fit = faulty gt.fit wall "
+          f"time / plain model.fit's on the same faulty configuration.\n"
           f"plain = model.fit, rlrop = model.fit + ReduceLROnPlateau + TerminateOnNaN "
           f"(held-out accuracy).")
     print()
