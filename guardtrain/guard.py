@@ -151,7 +151,8 @@ class GuardConfig:
         imbalance_steps_fraction: share of the window's steps the same replica must be
             silent for REPLICA_IMBALANCE.
         stats_every: the norms (gradient, update, weight, per layer, zero share) are
-            measured on every k-th step; the loss and the finite flag on every step. 10:
+            measured on one step in k (the first ceil(n / k) steps of each n-step chunk);
+            the loss and the finite flag on every step. 10:
             measuring every step costs 10-30% on a 0.1-0.3 ms step (an MLP), and a
             window of 100 steps still holds 10 measured steps (``scripts/bench_overhead.py``).
             1 measures every step (CNN-sized steps pay 2-4% for it). ``None`` (default):
@@ -430,7 +431,7 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     if verdict is not None:
         return verdict
     ok = np.asarray(w["finite"], bool) & np.isfinite(w["loss"])
-    # The norms are measured on every k-th step (stats_every); the loss on every step.
+    # The norms are measured on one step in k (stats_every); the loss on every step.
     okm = ok & np.asarray(w.get("measured", np.ones(len(steps), bool)), bool)
     # Fewer than 8 usable steps (a short window, or non-finite steps tolerated), or fewer
     # than 3 measured ones: too few to tell a trend from noise.

@@ -92,7 +92,7 @@ class TrainLoop:
         attempt, position: where a resumed run starts (crash recovery).
         chunk_hooks: called with the loop after every chunk, on every rank (checkpoints,
             the watchdog's beat).
-        stats_every: measure the norms on every k-th step of a chunk (the loss on all).
+        stats_every: measure the norms on one step in k (the loss on all; see StepRunner).
     """
 
     def __init__(self, *, model, strategy, data, epochs: int, steps_per_loop: int,

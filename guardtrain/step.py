@@ -5,7 +5,7 @@ returns the raw figures of every step (see ``stats.summarise_chunk``). Costs, in
 
 - the step itself is Keras's ``train_step`` (forward, loss, gradients, ``apply_gradients``,
   metrics) — nothing is changed in what the optimizer sees;
-- on every ``stats_every``-th step (default 1 here; ``GuardConfig`` picks 10), per
+- on one step in ``stats_every`` (default 1 here; ``GuardConfig`` picks 10), per
   trainable variable, a few reductions over the gradient and the weight (sum of squares,
   zero count, update) — work that grows with the model but stays on the device, with no
   extra copy of the gradients; ~14 small ops per variable cost 10-30 % of a 0.1-0.3 ms
@@ -79,9 +79,9 @@ class StepRunner:
         strategy: the ``tf.distribute`` strategy.
         collect_stats: ``False`` skips the per-variable figures (for benchmarks); only
             the loss is returned then.
-        stats_every: measure the norms on every ``k``-th step of a chunk (its steps 0, k,
-            2k, ...); the loss is measured on every step. The other steps' norm figures
-            are NaN and ``ChunkOutput.measured`` is False for them.
+        stats_every: measure the norms on one step in ``k``: the first ``ceil(n / k)``
+            steps of each ``n``-step chunk; the loss on every step. The other steps' norm
+            figures are NaN and ``ChunkOutput.measured`` is False for them.
 
     Example:
 
@@ -164,16 +164,16 @@ class StepRunner:
                 loss_ta = loss_ta.write(i, tf.stack(local[0]))
                 return loss_ta, lr_ta, local
 
-            # The measured step and the plain steps after it are two loops, not a tf.cond
-            # around one step: a cond per step costs more than the figures it would skip.
-            for m in tf.range(n_measured):
-                loss_ta, lr_ta, local = step(m * every, loss_ta, lr_ta, self.collect_stats)
+            # The measured steps come first, then the plain ones: two flat loops. A tf.cond
+            # per step, or a plain loop nested after each measured step, cost more than
+            # the figures they would skip (a loop start is ~a measured step on a small MLP).
+            for i in tf.range(n_measured):
+                loss_ta, lr_ta, local = step(i, loss_ta, lr_ta, self.collect_stats)
                 if self.collect_stats:
-                    rep_ta = rep_ta.write(m, tf.stack(local[1]))
-                    sh_ta = sh_ta.write(m, local[2][0])
-                if every > 1:
-                    for i in tf.range(m * every + 1, tf.minimum((m + 1) * every, n_steps)):
-                        loss_ta, lr_ta, _ = step(i, loss_ta, lr_ta, False)
+                    rep_ta = rep_ta.write(i, tf.stack(local[1]))
+                    sh_ta = sh_ta.write(i, local[2][0])
+            for i in tf.range(n_measured, n_steps):
+                loss_ta, lr_ta, _ = step(i, loss_ta, lr_ta, False)
             losses, figures = loss_ta.stack(), rep_ta.stack()
             if self._multi_worker:
                 losses = self._gather_workers(losses[:, :, None])[:, :, 0]
@@ -208,7 +208,7 @@ class StepRunner:
         # Back to one row per step: the loss on every step, the norms' figures on the
         # measured ones and NaN on the others.
         measured = np.zeros(n_steps, bool)
-        measured[::self.stats_every] = self.collect_stats
+        measured[:-(-n_steps // self.stats_every)] = self.collect_stats
         n, reps = n_steps, losses.shape[1]
         w = figures.shape[-1] if self.collect_stats else 0
         replica = np.full((n, reps, 1 + w), np.nan, np.float32)

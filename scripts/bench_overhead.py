@@ -8,8 +8,8 @@ replicas (2 logical CPUs), prints steps/s of:
            replicas in Keras 3.15, keras-team/keras#19246, shown as "n/a")
   bare     guardtrain's chunked step, statistics off (the same loop, nothing measured)
   st1      guardtrain's chunked step with the norms measured on every step
-  st10     the same with the norms on every 10th step, the loss on all (the default,
-           GuardConfig.stats_every)
+  st10     the same with the norms on one step in 10 (the first tenth of each chunk), the
+           loss on all (the default, GuardConfig.stats_every)
   gt.fit   the whole gt.fit loop (default stats_every): host summary, history, callbacks
   +guard   the same with the guard judging every chunk (and snapshots when healthy)
 

@@ -52,7 +52,7 @@ def main() -> None:
     table = result.history
     cols = ["step", "loss", "grad_norm_min", "grad_norm_max", "update_ratio", "grad_first",
             "grad_last", "zero_grad_fraction"]
-    # The norms are measured on every 10th step (GuardConfig.stats_every): show those.
+    # The norms are measured on one step in 10 (GuardConfig.stats_every): show those.
     measured = table.filter(table.column("measured"))
     print("\nguard statistics, last 5 measured steps:")
     print("  ".join(f"{c:>18}" for c in cols))

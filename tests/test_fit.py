@@ -96,8 +96,8 @@ def test_fit_ends_at_the_weights_of_model_fit(tmp_path):
     assert result.history.num_rows == epochs * 3
     np.testing.assert_allclose(result.history.column("loss").to_numpy(), want["loss"],
                                rtol=RTOL)
-    # The norms are measured on the first step of every chunk (one chunk per 3-step
-    # epoch here) and every 10th after it; the others are null.
+    # The norms are measured on one step in 10: the first ceil(n / 10) steps of each
+    # n-step chunk (one 3-step chunk per epoch here: its first step); the others are null.
     measured = result.history.column("measured").to_numpy(zero_copy_only=False)
     np.testing.assert_array_equal(measured, [True, False, False] * epochs)
     norms = result.history.column("grad_norm_mean").to_numpy(zero_copy_only=False)

