@@ -364,17 +364,14 @@ def decide(verdict: Verdict, state: RescueState, config: RescueConfig) -> Decisi
         return _switch(verdict, state, config,
                        f"{state.lr_moves} learning-rate moves on {state.optimizer} did not help")
     if verdict.kind == STALLED:
-        rates = tuple(r for r in (_round(state.learning_rate * m)
-                                  for m in config.probe_multipliers)
-                      if r <= config.max_learning_rate)
+        rates = _rates(state.learning_rate, config.probe_multipliers, config)
         if not rates:
             return _switch(verdict, state, config,
                            f"no rate above {state.learning_rate:.1e} within max_learning_rate")
-        return Decision(action=PROBE, **common, from_step=state.snapshot_step,
-                        probe_learning_rates=rates, probe_steps=config.probe_steps,
-                        change=f"probe learning_rate {', '.join(_short(r) for r in rates)} for "
-                               f"{config.probe_steps} steps each (now {state.learning_rate:.1e}"
-                               f", {state.optimizer})")
+        return _probe(verdict, state, config, rates,
+                      change=f"probe learning_rate {', '.join(_short(r) for r in rates)} for "
+                             f"{config.probe_steps} steps each (now {state.learning_rate:.1e}"
+                             f", {state.optimizer})")
     # DIVERGED, OSCILLATING: the rate is too high for these weights.
     lr = _round(state.learning_rate / config.lr_down_factor)
     return _adjust(verdict, state, config, learning_rate=lr, optimizer=state.optimizer,
@@ -431,10 +428,7 @@ def after_probe(results: Sequence[ProbeResult], state: RescueState, config: Resc
     if nxt is not None and nxt != state.optimizer:
         lr = _switch_rate(best, best_change, sane, config.optimizer_learning_rates[nxt])
         return _adjust(verdict, state, config, learning_rate=lr, optimizer=nxt,
-                       reset_optimizer=True,
-                       change=f"optimizer {state.optimizer} -> {nxt}, learning_rate "
-                              f"{state.learning_rate:.1e} -> {lr:.1e}, fresh optimizer state "
-                              f"({summary})")
+                       reset_optimizer=True, change=_switch_change(state, nxt, lr, summary))
     if best is None:
         return _switch(verdict, state, config,
                        f"{summary}; none lowered the loss by "
@@ -542,24 +536,36 @@ def _switch(verdict, state, config, why: str) -> Decision:
     if nxt is None:
         return _exhausted(verdict, state, config, CODE_LADDER_SPENT, why)
     lr = config.optimizer_learning_rates[nxt]
-    rates = tuple(r for r in (_round(lr * m) for m in config.switch_probe_multipliers)
-                  if r <= config.max_learning_rate)
+    rates = _rates(lr, config.switch_probe_multipliers, config)
     if rates:
-        return Decision(action=PROBE, step=verdict.step, attempt=state.attempt,
-                        max_attempts=config.max_attempts, reason=verdict.reason,
-                        verdict=verdict, from_step=state.snapshot_step, optimizer=nxt,
-                        reset_optimizer=True, probe_learning_rates=rates,
-                        probe_steps=config.probe_steps,
-                        change=f"probe {nxt} (fresh state) at learning_rate "
-                               f"{', '.join(_short(r) for r in rates)} for "
-                               f"{config.probe_steps} steps each, instead of "
-                               f"{state.optimizer} at {state.learning_rate:.1e}"
-                               + (f" ({why})" if why else ""))
-    change = (f"optimizer {state.optimizer} -> {nxt}, learning_rate "
-              f"{state.learning_rate:.1e} -> {lr:.1e}, fresh optimizer state"
-              + (f" ({why})" if why else ""))
-    return _adjust(verdict, state, config, learning_rate=lr, optimizer=nxt, change=change,
-                   reset_optimizer=True)
+        return _probe(verdict, state, config, rates, optimizer=nxt,
+                      change=f"probe {nxt} (fresh state) at learning_rate "
+                             f"{', '.join(_short(r) for r in rates)} for "
+                             f"{config.probe_steps} steps each, instead of "
+                             f"{state.optimizer} at {state.learning_rate:.1e}"
+                             + (f" ({why})" if why else ""))
+    return _adjust(verdict, state, config, learning_rate=lr, optimizer=nxt,
+                   change=_switch_change(state, nxt, lr, why), reset_optimizer=True)
+
+
+def _rates(base: float, multipliers, config) -> tuple[float, ...]:
+    """``base`` times each multiplier, rounded, up to ``max_learning_rate``."""
+    return tuple(r for r in (_round(base * m) for m in multipliers)
+                 if r <= config.max_learning_rate)
+
+
+def _probe(verdict, state, config, rates, *, change, optimizer=None) -> Decision:
+    """A PROBE of ``rates`` from the snapshot; of a fresh ``optimizer`` when given."""
+    return Decision(action=PROBE, step=verdict.step, attempt=state.attempt,
+                    max_attempts=config.max_attempts, reason=verdict.reason, verdict=verdict,
+                    from_step=state.snapshot_step, optimizer=optimizer,
+                    reset_optimizer=optimizer is not None, probe_learning_rates=rates,
+                    probe_steps=config.probe_steps, change=change)
+
+
+def _switch_change(state, nxt: str, lr: float, why: str) -> str:
+    return (f"optimizer {state.optimizer} -> {nxt}, learning_rate {state.learning_rate:.1e} "
+            f"-> {lr:.1e}, fresh optimizer state" + (f" ({why})" if why else ""))
 
 
 # A switch probe's rate within this share of the best drop counts as "as good".

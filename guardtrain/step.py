@@ -119,7 +119,6 @@ class StepRunner:
         variables = model.trainable_variables
         grads = tape.gradient(scaled, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
-        measure = measure and self.collect_stats
         if measure:
             # Read before the update: the weight norm is of w_{t-1}, the update w_t - w_{t-1}.
             before = [tf.identity(v.value) for v in variables]

@@ -186,8 +186,8 @@ class GuardSupervisor:
             stats = loop.run_steps(decision.probe_steps)
             results.append(rescue_mod.ProbeResult.from_chunk(lr, stats))
         loop.rewind()
-        loop.set_learning_rate(decision.probe_learning_rates[0] if self._probed
-                               else self.rstate.learning_rate)
+        if not self._probed:  # after a switch probe, the ADJUST that follows sets the rate
+            loop.set_learning_rate(self.rstate.learning_rate)
         self.events.add("probe", step=decision.step, optimizer=loop.optimizer_name, results=[
             {"learning_rate": r.learning_rate, "loss_start": r.loss_start,
              "loss_end": r.loss_end, "finite": r.all_finite} for r in results])
