@@ -121,18 +121,22 @@ class StepRunner:
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
         if measure:
             # Read before the update: the weight norm is of w_{t-1}, the update w_t - w_{t-1}.
+            # tf.identity forces the read here (``v.value`` may be the variable itself, read
+            # lazily after the update); the read is a snapshot the update does not change.
             before = [tf.identity(v.value) for v in variables]
         optimizer.apply_gradients(zip(grads, variables))
         model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         loss32 = tf.cast(loss, tf.float32)
         if not measure:
             return (loss32,)
+        # Few ops per variable: each is a kernel launch that costs more than its arithmetic
+        # on small tensors. l2_loss is half the sum of squares in one kernel (the host
+        # doubles it); the zero count is a sum over a comparison.
         f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731 - mixed precision variables
-        grad_sq = [tf.reduce_sum(tf.square(f32(g))) for g in grads]
-        zeros = [f32(tf.size(g, out_type=tf.int64) - tf.math.count_nonzero(g)) for g in grads]
-        update_sq = [tf.reduce_sum(tf.square(f32(v.value) - f32(b)))
-                     for v, b in zip(variables, before)]
-        weight_sq = [tf.reduce_sum(tf.square(f32(b))) for b in before]
+        grad_sq = [tf.nn.l2_loss(f32(g)) for g in grads]
+        zeros = [tf.reduce_sum(tf.cast(tf.equal(g, 0), tf.float32)) for g in grads]
+        update_sq = [tf.nn.l2_loss(f32(v.value) - f32(b)) for v, b in zip(variables, before)]
+        weight_sq = [tf.nn.l2_loss(f32(b)) for b in before]
         return loss32, tf.stack(grad_sq + zeros), tf.stack(update_sq + weight_sq)
 
     # -- the chunk ----------------------------------------------------------------------
@@ -152,10 +156,17 @@ class StepRunner:
             rep_ta = tf.TensorArray(tf.float32, size=kept, element_shape=[n_local, 2 * v])
             sh_ta = tf.TensorArray(tf.float32, size=kept, element_shape=[2 * v])
 
+            # A rate held in a variable cannot change inside a call (callbacks and the
+            # rescue run between chunks): read it once. A schedule moves it every step.
+            # ``optimizer.learning_rate`` is the inner optimizer's under mixed precision.
+            held = isinstance(self.model.optimizer.learning_rate, keras.Variable)
+
+            def rate():
+                return tf.cast(self.model.optimizer.learning_rate, tf.float32)
+
             def step(i, loss_ta, lr_ta, measure):
-                # The rate the step will use (a schedule moves it with the step count).
-                lr_ta = lr_ta.write(i, tf.cast(
-                    self.model.optimizer._get_current_learning_rate(), tf.float32))
+                if not held:
+                    lr_ta = lr_ta.write(i, rate())   # the rate this step will use
                 out = strategy.run(functools.partial(self._replica_step, measure=measure),
                                    args=(next(iterator),))
                 # Local results only: no communication on the per-step path.
@@ -163,6 +174,7 @@ class StepRunner:
                 loss_ta = loss_ta.write(i, tf.stack(local[0]))
                 return loss_ta, lr_ta, local
 
+            first_rate = rate() if held else None
             # The measured steps come first, then the plain ones: two flat loops. A tf.cond
             # per step, or a plain loop nested after each measured step, cost more than
             # the figures they would skip (a loop start is ~a measured step on a small MLP).
@@ -173,6 +185,7 @@ class StepRunner:
                     sh_ta = sh_ta.write(i, local[2][0])
             for i in tf.range(n_measured, n_steps):
                 loss_ta, lr_ta, _ = step(i, loss_ta, lr_ta, False)
+            rates = tf.fill([n_steps], first_rate) if held else lr_ta.stack()
             losses, figures = loss_ta.stack(), rep_ta.stack()
             if self._multi_worker:
                 losses = self._gather_workers(losses[:, :, None])[:, :, 0]
@@ -180,7 +193,7 @@ class StepRunner:
             # Metrics are sync-on-read: reading them here folds their aggregation into
             # this call instead of costing a host round trip per metric after it.
             metrics = self.model.get_metrics_result()
-            return losses, figures, sh_ta.stack(), lr_ta.stack(), metrics
+            return losses, figures, sh_ta.stack(), rates, metrics
 
         self._chunk_fn = tf.function(chunk)
 
@@ -214,8 +227,10 @@ class StepRunner:
         replica[:, :, 0] = losses
         full_shared = np.full((n, shared.shape[-1] if w else 0), np.nan, np.float32)
         if w:
+            v = w // 2
             replica[measured, :, 1:] = figures
-            full_shared[measured] = shared
+            replica[measured, :, 1:1 + v] *= 2.0     # l2_loss halves a sum of squares
+            full_shared[measured] = 2.0 * shared
         return ChunkOutput(replica, full_shared, lr.numpy(),
                            {k: float(np.asarray(v)) for k, v in metrics.items()}, measured)
 

@@ -233,6 +233,44 @@ def test_learning_rate_change_between_chunks_takes_effect_without_retrace(replic
         np.testing.assert_allclose(got["update_norm"] / got["grad_norm_mean"], lrs, rtol=RTOL)
 
 
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_schedule_is_recorded_step_by_step_and_drives_the_steps(replicas):
+    # A rate held in a variable is read once per chunk; a schedule must still be read on
+    # every step: rate_t = 0.1 * 0.5**t, computed here by hand.
+    strategy = _strategy(replicas)
+    model = _linear_model(strategy, widths=(1,), lr=0.1)
+    with strategy.scope():
+        model.compile(optimizer=keras.optimizers.SGD(
+            keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)),
+            loss="mse")
+        model.optimizer.build(model.trainable_variables)
+    x, y = _data(24)
+    batch = 8
+    runner = StepRunner(model, strategy)
+    it = _iterator(strategy, x, y, batch)
+    initial = model.get_weights()
+    out1, out2 = runner.run(it, 2), runner.run(it, 3)
+    lrs = [0.1 * 0.5 ** t for t in range(5)]
+    np.testing.assert_allclose(np.concatenate([out1.learning_rate, out2.learning_rate]), lrs,
+                               rtol=1e-6)
+    want, _ = _reference(initial, True, _batches(x, y, batch, 5), lrs, replicas)
+    first = summarise_chunk(out1.replica, out1.shared, runner.layout)
+    second = summarise_chunk(out2.replica, out2.shared, runner.layout)
+    _assert_stats_equal({k: np.concatenate([first[k], second[k]]) for k in first}, want)
+
+
+def test_a_loss_scale_optimizer_records_the_inner_rate():
+    # The wrapper keeps a rate of its own (0.0); the steps run at the inner optimizer's.
+    strategy = _strategy(1)
+    model = _linear_model(strategy, widths=(1,), lr=0.1)
+    model.compile(optimizer=keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(learning_rate=0.05)), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    x, y = _data(16)
+    out = StepRunner(model, strategy).run(_iterator(strategy, x, y, 8), 2)
+    np.testing.assert_allclose(out.learning_rate, [0.05, 0.05], rtol=1e-6)
+
+
 def test_collect_stats_false_returns_only_the_loss():
     strategy = _strategy(2)
     model = _linear_model(strategy, widths=(1,), lr=0.1)
