@@ -66,6 +66,10 @@ def write_atomic(path: Path, write: Callable[[str], None]) -> None:
 class HistoryWriter:
     """Collects the rows of every step and writes them per attempt.
 
+    Rows are kept as the chunks' NumPy arrays and become one Arrow table per attempt
+    only when written: a chunk of tiny steps takes a few milliseconds, and turning 20
+    columns into Python lists on every chunk cost ~2 % of it.
+
     Args:
         run_dir: the run directory.
         run_id: written in every row.
@@ -74,41 +78,59 @@ class HistoryWriter:
     def __init__(self, run_dir: str | os.PathLike, run_id: str):
         self.dir = Path(run_dir) / "history"
         self.run_id = run_id
-        self._rows: dict[int, dict[str, list]] = {}
+        self._chunks: dict[int, list[dict[str, Any]]] = {}
         self._dirty: set[int] = set()
 
     def append(self, *, attempt: int, steps: np.ndarray, epoch: np.ndarray | int,
                stats: Mapping[str, np.ndarray], learning_rate, optimizer: str,
                verdict: str) -> None:
-        """Adds the rows of one chunk."""
+        """Adds the rows of one chunk (the arrays are kept, not copied)."""
         n = len(steps)
-        cols = self._rows.setdefault(attempt, {f.name: [] for f in HISTORY_SCHEMA})
-        cols["run_id"] += [self.run_id] * n
-        cols["attempt"] += [attempt] * n
-        cols["step"] += [int(s) for s in steps]
-        cols["epoch"] += list(np.broadcast_to(np.asarray(epoch, dtype=np.int64), (n,)).tolist())
-        measured = np.asarray(stats.get("measured", np.ones(n, bool)), bool)
-        for name in STAT_COLUMNS:
-            values = np.asarray(stats[name]).tolist()
-            if name in NORM_COLUMNS and not measured.all():
-                # Null, not NaN: a NaN norm is a measured non-finite one.
-                values = [v if m else None for v, m in zip(values, measured)]
-            cols[name] += values
-        cols["learning_rate"] += np.broadcast_to(
-            np.asarray(learning_rate, dtype=np.float64), (n,)).tolist()
-        cols["optimizer"] += [optimizer] * n
-        cols["verdict"] += [verdict] * n
+        chunk: dict[str, Any] = {name: np.asarray(stats[name]) for name in STAT_COLUMNS
+                                 if name != "measured"}
+        chunk["measured"] = np.asarray(stats.get("measured", np.ones(n, bool)), bool)
+        chunk.update(
+            step=np.asarray(steps, np.int64),
+            epoch=np.broadcast_to(np.asarray(epoch, np.int64), (n,)),
+            learning_rate=np.broadcast_to(np.asarray(learning_rate, np.float64), (n,)),
+            optimizer=optimizer, verdict=np.full(n, verdict, dtype=object))
+        self._chunks.setdefault(attempt, []).append(chunk)
         self._dirty.add(attempt)
 
     def relabel_last(self, attempt: int, n: int, verdict: str) -> None:
         """Sets the verdict of the last ``n`` rows of ``attempt`` (judged after append)."""
-        rows = self._rows[attempt]["verdict"]
-        rows[len(rows) - n:] = [verdict] * n
+        for chunk in reversed(self._chunks[attempt]):
+            if n <= 0:
+                break
+            rows = chunk["verdict"]
+            rows[max(0, len(rows) - n):] = verdict
+            n -= len(rows)
         self._dirty.add(attempt)
 
     def table(self, attempt: int) -> pa.Table:
-        return pa.table(self._rows.get(attempt, {f.name: [] for f in HISTORY_SCHEMA}),
-                        schema=HISTORY_SCHEMA)
+        chunks = self._chunks.get(attempt, [])
+        if not chunks:
+            return HISTORY_SCHEMA.empty_table()
+        join = lambda name: np.concatenate([c[name] for c in chunks])  # noqa: E731
+        lengths = [len(c["step"]) for c in chunks]
+        unmeasured = ~join("measured")
+        columns = {
+            "run_id": pa.array([self.run_id] * sum(lengths), pa.string()),
+            "attempt": pa.array(np.full(sum(lengths), attempt, np.int32)),
+            "step": join("step"), "epoch": join("epoch").astype(np.int32),
+        }
+        for name in STAT_COLUMNS:
+            kind = HISTORY_SCHEMA.field(name).type
+            # Null, not NaN, where a norm was not measured: a NaN norm is a measured
+            # non-finite one.
+            mask = unmeasured if name in NORM_COLUMNS and unmeasured.any() else None
+            columns[name] = pa.array(join(name).astype(kind.to_pandas_dtype()), kind,
+                                     mask=mask)
+        columns["learning_rate"] = join("learning_rate")
+        columns["optimizer"] = pa.array(np.repeat([c["optimizer"] for c in chunks], lengths)
+                                        .tolist(), pa.string())
+        columns["verdict"] = pa.array(join("verdict").tolist(), pa.string())
+        return pa.table(columns, schema=HISTORY_SCHEMA)
 
     def flush(self) -> None:
         """Writes every attempt file that changed since the last flush."""
@@ -119,17 +141,17 @@ class HistoryWriter:
         self._dirty.clear()
 
     def all_rows(self) -> pa.Table:
-        tables = [self.table(a) for a in sorted(self._rows)]
+        tables = [self.table(a) for a in sorted(self._chunks)]
         return pa.concat_tables(tables) if tables else HISTORY_SCHEMA.empty_table()
 
-    def state(self) -> dict[int, dict[str, list]]:
-        """The rows so far (to carry across a worker restart)."""
-        return self._rows
+    def state(self) -> dict[int, list[dict[str, Any]]]:
+        """The rows so far (to carry across a worker restart; picklable)."""
+        return self._chunks
 
-    def restore(self, rows: dict[int, dict[str, list]]) -> None:
+    def restore(self, rows: dict[int, list[dict[str, Any]]]) -> None:
         """Takes over the rows of a checkpoint or of a worker; the next flush writes them."""
-        self._rows = {int(k): v for k, v in rows.items()}
-        self._dirty = set(self._rows)
+        self._chunks = {int(k): v for k, v in rows.items()}
+        self._dirty = set(self._chunks)
 
 
 def load_history(run_dir: str | os.PathLike) -> pa.Table:
