@@ -29,7 +29,7 @@ import numpy as np
 
 from guardtrain.history import EventLog, HistoryWriter
 from guardtrain.snapshot import Snapshot
-from guardtrain.stats import summarise_chunk
+from guardtrain.stats import median_last, summarise_chunk
 from guardtrain.step import StepRunner
 
 __all__ = ["TrainLoop", "Supervisor", "Unsupervised"]
@@ -212,8 +212,8 @@ class TrainLoop:
         # The metrics were read inside the chunk, on every rank (sync-on-read, PITFALLS 17).
         logs = dict(out.metrics)
         measured = stats["measured"]
-        logs["update_ratio"] = float(np.median(stats["update_ratio"][measured]))
-        logs["grad_norm"] = float(np.median(stats["grad_norm_mean"][measured]))
+        logs["update_ratio"] = float(median_last(stats["update_ratio"][measured]))
+        logs["grad_norm"] = float(median_last(stats["grad_norm_mean"][measured]))
         stats["step"] = steps
         stats["learning_rate"] = out.learning_rate
         # Rows first, so that the chunk a verdict is about is in the history even when the

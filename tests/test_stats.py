@@ -231,3 +231,15 @@ def test_stats_module_imports_no_tensorflow():
             "bad = [m for m in ('tensorflow', 'keras', 'ray') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_the_layer_median_equals_numpy_median_on_odd_even_and_nan_rows():
+    from guardtrain.stats import median_last
+
+    rng = np.random.default_rng(3)
+    for k in range(1, 7):
+        a = rng.random((9, k))
+        a[2] = np.nan
+        a[4, 0] = np.nan
+        np.testing.assert_array_equal(median_last(a), np.median(a, axis=-1))
+    assert np.isnan(median_last(np.zeros(0)))      # a chunk with no measured step
