@@ -57,7 +57,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from guardtrain.errors import ConfigError
-from guardtrain.stats import REPLICA_NORMS
+from guardtrain.stats import REPLICA_NORMS, median_last
 
 __all__ = [
     "HEALTHY", "CONVERGED", "STALLED", "DIVERGED", "OSCILLATING", "VANISHING",
@@ -370,7 +370,7 @@ def observe(state: GuardState, chunk: Mapping[str, Any], config: GuardConfig
         first_losses = first_losses + tuple(float(x) for x in fresh)
     base = state.baseline
     if first_losses:
-        base = base._replace(loss=float(np.median(first_losses)))
+        base = base._replace(loss=float(median_last(first_losses)))
     if base.start_step is None:
         zeros = rows["zero_grad_fraction"][np.isfinite(rows["zero_grad_fraction"])]
         base = base._replace(start_step=int(rows["step"][0]),
@@ -443,8 +443,8 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     loss = w["loss"][ok]
     n = loss.size
     half, quarter = n // 2, max(1, n // 4)
-    early, late = float(np.median(loss[:half])), float(np.median(loss[half:]))
-    first_q, last_q = float(np.median(loss[:quarter])), float(np.median(loss[-quarter:]))
+    early, late = float(median_last(loss[:half])), float(median_last(loss[half:]))
+    first_q, last_q = float(median_last(loss[:quarter])), float(median_last(loss[-quarter:]))
     ref = base.loss if base.loss is not None else first_q
     low = min(ref, first_q)
     # Loss-relative rules use the starting loss as their unit; |low| covers losses that
@@ -452,13 +452,13 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     scale = max(abs(ref), abs(low), _TINY)
     progress = (early - late) / scale
     noise = _median_gap_noise(loss, half) / scale
-    ratio = float(np.median(w["update_ratio"][okm]))
+    ratio = float(median_last(w["update_ratio"][okm]))
     # The slowest layer's update ratio: the layer a vanished gradient or dead units
     # leave behind. Absent (scripted chunks), the whole model's ratio stands in.
-    slowest = (float(np.median(w["layer_ratio_min"][okm])) if "layer_ratio_min" in w
+    slowest = (float(median_last(w["layer_ratio_min"][okm])) if "layer_ratio_min" in w
                else ratio)
-    zero = float(np.median(w["zero_grad_fraction"][okm]))
-    zero_end = float(np.median(w["zero_grad_fraction"][okm][-max(1, int(okm.sum()) // 4):]))
+    zero = float(median_last(w["zero_grad_fraction"][okm]))
+    zero_end = float(median_last(w["zero_grad_fraction"][okm][-max(1, int(okm.sum()) // 4):]))
     ev = {"steps": len(steps), "loss_start": _num(ref), "loss_early": _num(early),
           "loss_late": _num(late), "progress": _num(progress), "noise": _num(noise),
           "update_ratio": _num(ratio)}
@@ -510,8 +510,8 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     # or an optimizer's momentum, may still move the rest), or no gradient reaches the
     # first layer at all (exactly 0 in most steps) while the output layer still gets one.
     still = ratio if at_start else min(ratio, slowest)
-    cut_off = (not at_start and float(np.median(w["grad_first"][okm])) == 0.0
-               and float(np.median(w["grad_last"][okm])) > 0.0)
+    cut_off = (not at_start and float(median_last(w["grad_first"][okm])) == 0.0
+               and float(median_last(w["grad_last"][okm])) > 0.0)
     # Or most of the network died during this attempt: half of all gradient entries or
     # more went to exactly 0 since its first step (a few live units may still move).
     died = (base.zero_grad_fraction is not None
@@ -538,8 +538,8 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
                                    + (", no gradient reaches the first layer" if cut_off
                                       else ""), **more)
 
-    g_first = float(np.median(w["grad_first"][okm]))
-    layer_ratio = float(np.median(w["grad_first"][okm]
+    g_first = float(median_last(w["grad_first"][okm]))
+    layer_ratio = float(median_last(w["grad_first"][okm]
                                   / np.maximum(w["grad_last"][okm], _TINY)))
     # The first layers' gradient is tiny *and* some layer barely moves: under an adaptive
     # optimizer (Adam) a tiny gradient still moves every layer, and is no cause of a
@@ -563,7 +563,7 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
         d = np.diff(loss)
         flips = float(np.mean(d[1:] * d[:-1] < 0)) if d.size > 1 else 0.0
         if flips >= config.oscillation_flip_fraction or ratio >= config.thrown_update_ratio:
-            amp = float(np.median(np.abs(d))) if d.size else 0.0
+            amp = float(median_last(np.abs(d))) if d.size else 0.0
             return verdict(OSCILLATING, f"loss flips direction in {flips:.0%} of steps "
                                         f"(step-to-step {amp:.3g}), update_ratio median "
                                         f"{ratio:.1e} {over}, {trend}",
@@ -656,7 +656,7 @@ def _silent_replica(w, ok, config):
     count = int(counts[r]) if counts.size else 0
     if ok.sum() == 0 or count < config.imbalance_steps_fraction * ok.sum():
         return None
-    return r, count, float(np.nanmedian(own)), float(np.median(top))
+    return r, count, float(np.nanmedian(own)), float(median_last(top))
 
 
 def _median_gap_noise(loss: np.ndarray, half: int) -> float:
@@ -670,7 +670,7 @@ def _median_gap_noise(loss: np.ndarray, half: int) -> float:
     d = np.diff(loss)
     if d.size < 2:
         return 0.0
-    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
+    sigma = 1.4826 * float(median_last(np.abs(d - median_last(d)))) / math.sqrt(2.0)
     m1, m2 = max(half, 1), max(loss.size - half, 1)
     return 1.2533 * sigma * math.sqrt(1.0 / m1 + 1.0 / m2)
 
@@ -682,7 +682,7 @@ def _schedule_moving(w, ok, base: Baseline, config: GuardConfig) -> str:
     lr = np.asarray(w["learning_rate"], np.float64)[ok]
     if lr.size < 2:
         return ""
-    now = float(np.median(lr))
+    now = float(median_last(lr))
     if now < config.decayed_lr_fraction * base.learning_rate:
         return f"rate {now:.1e}, {now / base.learning_rate:.0%} of its peak"
     if lr[-1] > 2 * lr[0]:

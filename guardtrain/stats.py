@@ -85,6 +85,7 @@ class VarLayout:
 
 def median_last(a: np.ndarray) -> np.ndarray:
     """``np.median(a, axis=-1)`` at a fifth of its cost on a few columns (NaN in, NaN out)."""
+    a = np.asarray(a, np.float64)
     k = a.shape[-1]
     if k == 0:
         return np.full(a.shape[:-1], np.nan)
