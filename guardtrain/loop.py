@@ -115,8 +115,9 @@ class TrainLoop:
         self.attempt = attempt
         self.pos = position or Position()
         self.chunk_hooks = list(chunk_hooks)
-        self.runner = StepRunner(model, strategy, stats_every=stats_every)
         self.snapshot = Snapshot(model, strategy)
+        self.runner = StepRunner(model, strategy, stats_every=stats_every,
+                                 snapshot=self.snapshot)
         self.logs: dict[str, float] = {}
         self.callbacks = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=verbose != 0, model=model,
@@ -145,8 +146,8 @@ class TrainLoop:
             optimizer = make_optimizer()
             optimizer.build(self.model.trainable_variables)
         self.model.optimizer = optimizer
+        self.snapshot.rebind_optimizer()     # the traced chunk copies into its shadows
         self.runner.rebuild()
-        self.snapshot.rebind_optimizer()
 
     def save_snapshot(self) -> None:
         pos = self.pos

@@ -82,6 +82,8 @@ class StepRunner:
         stats_every: measure the norms on one step in ``k``: the first ``ceil(n / k)``
             steps of each ``n``-step chunk; the loss on every step. The other steps' norm
             figures are NaN and ``ChunkOutput.measured`` is False for them.
+        snapshot: a ``Snapshot`` whose deferred save the next chunk makes, in its own
+            call, before its first step.
 
     Example:
 
@@ -90,8 +92,9 @@ class StepRunner:
     """
 
     def __init__(self, model: keras.Model, strategy, *, collect_stats: bool = True,
-                 stats_every: int = 1):
+                 stats_every: int = 1, snapshot=None):
         self.model = model
+        self.snapshot = snapshot
         self.strategy = strategy
         self.collect_stats = collect_stats
         self.stats_every = max(1, int(stats_every))
@@ -147,8 +150,10 @@ class StepRunner:
         v = self.layout.num_vars
         every = self.stats_every
 
-        def chunk(iterator, n_steps):
+        def chunk(iterator, n_steps, save_first):
             self.trace_count += 1  # Python side effect: runs once per trace
+            if self.snapshot is not None and save_first:
+                self.snapshot.copy()  # before the first step changes anything
             n_measured = (n_steps + every - 1) // every
             loss_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_local])
             lr_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[])
@@ -214,8 +219,9 @@ class StepRunner:
 
         The conversion to NumPy is the chunk's one host sync point.
         """
+        save_first = self.snapshot is not None and self.snapshot.take_pending()
         losses, figures, shared, lr, metrics = self._chunk_fn(
-            iterator, tf.constant(n_steps, tf.int32))
+            iterator, tf.constant(n_steps, tf.int32), tf.constant(save_first))
         losses, figures, shared = losses.numpy(), figures.numpy(), shared.numpy()
         # Back to one row per step: the loss on every step, the norms' figures on the
         # measured ones and NaN on the others.

@@ -342,3 +342,35 @@ def test_norms_on_one_step_in_three_loss_on_every_step():
     assert got["finite"].all()
     assert (got["grad_norm_argmin"][~measured] == -1).all()
     assert runner.trace_count == 1
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_deferred_snapshot_is_taken_at_the_start_of_the_next_chunk(replicas):
+    # save() only marks the state; the next chunk copies it before its first step, in the
+    # same call, so a restore after that chunk gives the weights from before it, and a
+    # restore with no chunk in between gives the current ones.
+    from guardtrain.snapshot import Snapshot
+
+    strategy = _strategy(replicas)
+    model = _linear_model(strategy, widths=(2, 1), lr=0.1)
+    x, y = _data(24)
+    snapshot = Snapshot(model, strategy)
+    runner = StepRunner(model, strategy, snapshot=snapshot)
+    it = _iterator(strategy, x, y, 8)
+    runner.run(it, 2)
+    saved = model.get_weights()
+    snapshot.save(step=2, epoch=0, step_in_epoch=2)
+    runner.run(it, 3)                                 # copies, then trains
+    runner.run(it, 1)                                 # nothing pending: no copy
+    assert not np.allclose(model.get_weights()[0], saved[0])
+    snapshot.restore()
+    for got, want in zip(model.get_weights(), saved):
+        np.testing.assert_array_equal(got, want)
+    assert runner.trace_count == 1                    # the flag is a tensor: one trace
+
+    runner.run(it, 2)
+    current = model.get_weights()
+    snapshot.save(step=4, epoch=0, step_in_epoch=4)
+    snapshot.restore()                                # flushes the save first
+    for got, want in zip(model.get_weights(), current):
+        np.testing.assert_array_equal(got, want)
