@@ -1,0 +1,41 @@
+"""The batches ``make_train_data`` gives NumPy inputs: every row once per epoch, in a fresh
+order each epoch when shuffled, the last batch partial, as ``model.fit`` does."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from guardtrain.inputs import make_train_data
+
+pytestmark = pytest.mark.tf
+
+
+def _epochs(shuffle, seed, *, total=10, batch=4, epochs=3):
+    x = np.arange(total, dtype=np.float32)[:, None]
+    y = np.arange(total, dtype=np.int64)
+    data = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=shuffle,
+                           strategy=tf.distribute.get_strategy(), seed=seed)
+    assert data.steps_per_epoch == -(-total // batch)
+    out = []
+    for _ in range(epochs):
+        batches = [next(data.iterator) for _ in range(data.steps_per_epoch)]
+        for bx, by in batches:
+            np.testing.assert_array_equal(bx.numpy()[:, 0], by.numpy())  # rows stay paired
+        out.append([b[1].numpy() for b in batches])
+    return out
+
+
+def test_unshuffled_batches_run_in_order_with_a_partial_last_batch():
+    for epoch in _epochs(False, None):
+        assert [b.tolist() for b in epoch] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_shuffled_epochs_hold_every_row_once_in_a_fresh_reproducible_order():
+    epochs = _epochs(True, 7)
+    orders = [np.concatenate(e) for e in epochs]
+    for epoch, order in zip(epochs, orders):
+        assert [len(b) for b in epoch] == [4, 4, 2]
+        assert sorted(order.tolist()) == list(range(10))
+    assert len({tuple(o) for o in orders}) == 3                 # a new order each epoch
+    again = [np.concatenate(e) for e in _epochs(True, 7)]
+    np.testing.assert_array_equal(orders, again)               # same seed, same orders
