@@ -1,49 +1,55 @@
 """What the per-step statistics cost: guardtrain's loop beside model.fit, in one run.
 
 For an MLP (10→128→10) and a small CNN (28×28×1), at global batch 64 and 256, on 1 and 2
-replicas (2 logical CPUs), prints steps/s of:
+replicas (2 logical CPUs), times:
 
   fit1     model.fit, steps_per_execution=1 (Keras's default)
   fitK     model.fit, steps_per_execution=K (K = guardtrain's steps_per_loop; fails on 2
            replicas in Keras 3.15, keras-team/keras#19246, shown as "n/a")
   bare     guardtrain's chunked step, statistics off (the same loop, nothing measured)
+  bare'    a second, identical bare loop: bare/bare' is the noise floor of every ratio
   st1      guardtrain's chunked step with the norms measured on every step
   st10     the same with the norms on one step in 10 (the first tenth of each chunk), the
            loss on all (the default, GuardConfig.stats_every)
-  gt.fit   the whole gt.fit loop (default stats_every): host summary, history, callbacks
-  +guard   the same with the guard judging every chunk (and snapshots when healthy)
+  gt.fit   the whole loop (TrainLoop, default stats_every, no guard): host summary,
+           history, callbacks
+  +guard   the same with the guard judging every chunk and a snapshot after each healthy
+           one (what gt.fit does by default)
 
-and the ratios that matter: st1/bare and st10/bare (the statistics' overhead), guard/gt
-(the guard's), gt.fit/fitK, gt.fit/fit1.
-Each fit figure is the median of --repeats timings of --steps steps after a warm-up. bare,
-st1 and st10 are built once and timed in turn --rounds times (--repeats x --steps steps in
-all); their ratios are the median of each round's ratio, which compares timings seconds
-apart (the machine is shared and noisy: read the ratios, not the absolute times).
+Every one of them is built and warmed up once, then all are timed in turn, in a shuffled
+order, --rounds times; a ratio is the median of the rounds' ratios, so it compares
+timings seconds apart (the machine is shared and noisy: read the ratios, not the absolute
+steps/s). A fit-level timing runs from the first batch of an epoch to its end (Keras's
+per-epoch iterator set-up is left out; guardtrain's end-of-epoch history write too).
+The same ratios in CPU time (process time, all threads) are printed below the table.
 
-    .venv/bin/python scripts/bench_overhead.py [--steps 3000] [--repeats 3]
+    .venv/bin/python scripts/bench_overhead.py [--rounds 15] [--only mlp]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+KEYS = ("fit1", "fitK", "bare", "bare'", "st1", "st10", "gt.fit", "+guard")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=3000,
-                        help="steps per timing for the MLP (the CNN times a tenth)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timings of each model.fit / gt.fit figure (median)")
-    parser.add_argument("--rounds", type=int, default=15,
-                        help="interleaved timings of bare, st1 and st10 (median of ratios)")
+    parser.add_argument("--steps", type=int, default=1000,
+                        help="steps per timing for the MLP (the CNN times a tenth, "
+                             "model.fit's default a quarter)")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved timings of each")
     parser.add_argument("--steps-per-loop", type=int, default=50)
     parser.add_argument("--only", default="", help="e.g. mlp or cnn")
+    parser.add_argument("--seed", type=int, default=0, help="of the timing order")
     args = parser.parse_args()
 
     import guardtrain as gt
@@ -54,16 +60,17 @@ def main() -> None:
     import tensorflow as tf
 
     from guardtrain.config import LaunchConfig
-    from guardtrain.guard import GuardConfig
     from guardtrain.devices import pick_strategy
+    from guardtrain.guard import GuardConfig
     from guardtrain.history import EventLog, HistoryWriter
     from guardtrain.inputs import make_train_data
-    from guardtrain.loop import TrainLoop
+    from guardtrain.loop import Position, TrainLoop
     from guardtrain.step import StepRunner
     from guardtrain.supervisor import GuardSupervisor
 
     K = args.steps_per_loop
     EVERY = GuardConfig().measure_every
+    order = random.Random(args.seed)
     strategies = {1: tf.distribute.get_strategy(),
                   2: pick_strategy(LaunchConfig(cpu_replicas=2))}
 
@@ -90,15 +97,19 @@ def main() -> None:
         return m, shape
 
     class Clock(keras.callbacks.Callback):
-        """Times the second epoch: the first one traces and warms up."""
+        """From the first batch of an epoch to its end (batch-begin hooks are called
+        synchronously by Keras and do not turn off its asynchronous batch-end dispatch)."""
 
         def on_epoch_begin(self, epoch, logs=None):
-            if epoch == 1:
-                self.t0 = time.perf_counter()
+            self.t0 = None
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.t0 is None:
+                self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                self.t1 = time.perf_counter()
+            self.elapsed = time.perf_counter() - self.t0
+            self.cpu = time.process_time() - self.c0
 
     def data(shape, n):
         rng = np.random.default_rng(0)
@@ -106,40 +117,33 @@ def main() -> None:
         y = rng.integers(0, 10, size=n).astype("int64")
         return x, y
 
-    def time_fit(builder, strategy, batch, steps, spe):
+    def fit_timer(builder, strategy, batch, steps, spe):
         m, shape = compiled(builder, strategy, spe)
         x, y = data(shape, batch * steps)
         clock = Clock()
-        m.fit(x, y, batch_size=batch, epochs=2, verbose=0, callbacks=[clock], shuffle=False)
-        return steps / (clock.t1 - clock.t0)
+        m.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)      # trace
+        def timed():
+            m.fit(x, y, batch_size=batch, epochs=1, verbose=0, callbacks=[clock],
+                  shuffle=False)
+            return steps, clock.elapsed, clock.cpu
+        return timed
 
-    def time_runners(builder, strategy, batch, steps, rounds):
-        """bare, st1 and st10 built once, then timed in turn ``rounds`` times: each
-        round's ratios compare timings seconds apart (the machine's load drifts)."""
-        runners = {}
-        for key, collect, every in (("bare", False, 1), ("st1", True, 1),
-                                    ("st10", True, EVERY)):
-            m, shape = compiled(builder, strategy)
-            x, y = data(shape, batch * 8)
-            it = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
-                                 strategy=strategy).iterator
-            runner = StepRunner(m, strategy, collect_stats=collect, stats_every=every)
-            runner.run(it, K)                                             # warm-up, trace
-            runners[key] = (runner, it)
-        chunks = max(1, steps // K // rounds)
-        speed = {k: [] for k in runners}
-        for _ in range(rounds):
-            for key, (runner, it) in runners.items():
-                t0 = time.perf_counter()
-                for _ in range(chunks):
-                    runner.run(it, K)
-                speed[key].append(chunks * K / (time.perf_counter() - t0))
-        out = {k: statistics.median(v) for k, v in speed.items()}
-        for key in ("st1", "st10"):
-            out["r_" + key] = statistics.median(b / s for b, s in zip(speed["bare"], speed[key]))
-        return out
+    def runner_timer(builder, strategy, batch, steps, collect, every):
+        m, shape = compiled(builder, strategy)
+        x, y = data(shape, batch * 8)
+        it = make_train_data(x, y, batch_size=batch, steps_per_epoch=None, shuffle=False,
+                             strategy=strategy).iterator
+        runner = StepRunner(m, strategy, collect_stats=collect, stats_every=every)
+        runner.run(it, K)                                                       # trace
+        chunks = max(1, steps // K)
+        def timed():
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(chunks):
+                runner.run(it, K)
+            return chunks * K, time.perf_counter() - t0, time.process_time() - c0
+        return timed
 
-    def time_gt(builder, strategy, batch, steps, tmp, guarded=False):
+    def loop_timer(builder, strategy, batch, steps, tmp, guarded):
         m, shape = compiled(builder, strategy)
         x, y = data(shape, batch * steps)
         clock = Clock()
@@ -147,12 +151,46 @@ def main() -> None:
                                strategy=strategy)
         events = EventLog(tmp, enabled=False)
         supervisor = GuardSupervisor(events=events, verbose=0) if guarded else None
-        TrainLoop(model=m, strategy=strategy, data=full, epochs=2, steps_per_loop=K, verbose=0,
-                  callbacks=[clock], history=HistoryWriter(tmp, "bench"), events=events,
-                  supervisor=supervisor, stats_every=EVERY).run()
-        return steps / (clock.t1 - clock.t0)
+        loop = TrainLoop(model=m, strategy=strategy, data=full, epochs=1, steps_per_loop=K,
+                         verbose=0, callbacks=[clock], history=HistoryWriter(tmp, "bench"),
+                         events=events, supervisor=supervisor, stats_every=EVERY)
+        loop.run()                                                              # trace
+        def timed():
+            loop.pos = Position()          # another epoch 0 of the same run
+            loop.run()
+            return steps, clock.elapsed, clock.cpu
+        timed.supervisor = supervisor
+        return timed
 
-    import tempfile
+    def time_config(builder, strategy, replicas, batch, steps, tmp):
+        timers = {
+            "fit1": fit_timer(builder, strategy, batch, max(K, steps // 4), 1),
+            "bare": runner_timer(builder, strategy, batch, steps, False, 1),
+            "bare'": runner_timer(builder, strategy, batch, steps, False, 1),
+            "st1": runner_timer(builder, strategy, batch, steps, True, 1),
+            "st10": runner_timer(builder, strategy, batch, steps, True, EVERY),
+            "gt.fit": loop_timer(builder, strategy, batch, steps, tmp, False),
+            "+guard": loop_timer(builder, strategy, batch, steps, tmp, True),
+        }
+        if replicas == 1:
+            timers["fitK"] = fit_timer(builder, strategy, batch, steps, K)
+        speed = {k: [] for k in timers}
+        cpu = {k: [] for k in timers}
+        for _ in range(args.rounds):
+            keys = list(timers)
+            order.shuffle(keys)
+            for key in keys:
+                n, wall, cpu_s = timers[key]()
+                speed[key].append(n / wall)
+                cpu[key].append(n / cpu_s)
+        attempts = len(timers["+guard"].supervisor.rstate.attempts)
+        return speed, cpu, attempts
+
+    def ratio(runs, a, b):
+        """Median over rounds of speed[a] / speed[b]: > 1 means b is slower."""
+        if not runs.get(a) or not runs.get(b):
+            return float("nan")
+        return statistics.median(x / y for x, y in zip(runs[a], runs[b]))
 
     tmp = tempfile.mkdtemp()
     rows = []
@@ -163,35 +201,36 @@ def main() -> None:
         steps = args.steps if name == "mlp" else max(K, args.steps // 10)
         steps = max(K, steps // K * K)
         for replicas in (1, 2):
-            strategy = strategies[replicas]
             for batch in (64, 256):
-                runs = {k: [] for k in ("fit1", "fitK", "gt.fit", "guard")}
-                for _ in range(args.repeats):
-                    runs["fit1"].append(time_fit(builder, strategy, batch, steps, 1))
-                    if replicas == 1:
-                        runs["fitK"].append(time_fit(builder, strategy, batch, steps, K))
-                    runs["gt.fit"].append(time_gt(builder, strategy, batch, steps, tmp))
-                    runs["guard"].append(time_gt(builder, strategy, batch, steps, tmp, True))
-                med = {k: statistics.median(v) if v else float("nan") for k, v in runs.items()}
-                med.update(time_runners(builder, strategy, batch, steps * args.repeats,
-                                        args.rounds))
-                rows.append((name, replicas, batch, med))
+                speed, cpu, attempts = time_config(builder, strategies[replicas], replicas,
+                                                   batch, steps, tmp)
+                rows.append((name, replicas, batch, speed, cpu, attempts))
                 keras.backend.clear_session()
 
-    head = (f"{'model':>5} {'rep':>3} {'batch':>5} | {'fit1':>6} {'fitK':>6} {'bare':>6} "
-            f"{'st1':>6} {'st10':>6} {'gt.fit':>6} {'+guard':>6} | {'bare/st1':>8} "
-            f"{'bare/st10':>9} {'gt/guard':>8} {'fitK/gt':>8} {'fit1/gt':>8}")
-    print(f"steps/s (median of {args.repeats}); ratios > 1 mean guardtrain's side is slower "
-          f"by that factor; steps_per_loop={K}")
+    fmt = lambda v: f"{v:6.0f}" if v == v else f"{'n/a':>6}"  # noqa: E731
+    rfmt = lambda v: f"{v:.3f}" if v == v else "n/a"  # noqa: E731
+    pairs = (("bare", "bare'"), ("bare", "st1"), ("bare", "st10"), ("gt.fit", "+guard"),
+             ("fitK", "gt.fit"), ("fitK", "+guard"), ("fit1", "+guard"))
+    head = (f"{'model':>5} {'rep':>3} {'batch':>5} | "
+            + " ".join(f"{k:>6}" for k in KEYS) + " | "
+            + " ".join(f"{a + '/' + b:>{max(8, len(a + b) + 1)}}" for a, b in pairs))
+    print(f"steps/s (median of {args.rounds} interleaved rounds); ratios (median of the "
+          f"rounds' ratios) > 1 mean the right-hand side is slower; steps_per_loop={K}, "
+          f"norms on 1 step in {EVERY}")
     print(head)
     print("-" * len(head))
-    for name, replicas, batch, m in rows:
-        fmt = lambda v: f"{v:6.0f}" if v == v else f"{'n/a':>6}"  # noqa: E731
-        r = lambda a, b: f"{m[a] / m[b]:.3f}" if m[a] == m[a] else "n/a"  # noqa: E731
-        print(f"{name:>5} {replicas:>3} {batch:>5} | {fmt(m['fit1'])} {fmt(m['fitK'])} "
-              f"{fmt(m['bare'])} {fmt(m['st1'])} {fmt(m['st10'])} {fmt(m['gt.fit'])} "
-              f"{fmt(m['guard'])} | {m['r_st1']:>8.3f} {m['r_st10']:>9.3f} "
-              f"{r('gt.fit', 'guard'):>8} {r('fitK', 'gt.fit'):>8} {r('fit1', 'gt.fit'):>8}")
+    for name, replicas, batch, speed, cpu, attempts in rows:
+        med = {k: statistics.median(speed[k]) if speed.get(k) else float("nan") for k in KEYS}
+        print(f"{name:>5} {replicas:>3} {batch:>5} | " + " ".join(fmt(med[k]) for k in KEYS)
+              + " | " + " ".join(f"{rfmt(ratio(speed, a, b)):>{max(8, len(a + b) + 1)}}"
+                                 for a, b in pairs)
+              + ("" if attempts == 1 else f"   (guard: {attempts} attempts)"))
+    print("\nThe same ratios in CPU time (process time: what the work costs, which other "
+          "processes' load inflates less than wall time):")
+    for name, replicas, batch, speed, cpu, attempts in rows:
+        print(f"{name:>5} {replicas:>3} {batch:>5} | " + " " * (7 * len(KEYS) - 1) + " | "
+              + " ".join(f"{rfmt(ratio(cpu, a, b)):>{max(8, len(a + b) + 1)}}"
+                         for a, b in pairs))
 
 
 if __name__ == "__main__":
