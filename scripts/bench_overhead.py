@@ -17,13 +17,13 @@ replicas (2 logical CPUs), times:
            one (what gt.fit does by default)
 
 Every one of them is built and warmed up once, then all are timed in turn, in a shuffled
-order, --rounds times; a ratio is the median of the rounds' ratios, so it compares
+order, --rounds times (--mlp-rounds for the MLP); a ratio is the median of the rounds' ratios, so it compares
 timings seconds apart (the machine is shared and noisy: read the ratios, not the absolute
 steps/s). A fit-level timing runs from the first batch of an epoch to its end (Keras's
 per-epoch iterator set-up is left out; guardtrain's end-of-epoch history write too).
 The same ratios in CPU time (process time, all threads) are printed below the table.
 
-    .venv/bin/python scripts/bench_overhead.py [--rounds 15] [--only mlp]
+    .venv/bin/python scripts/bench_overhead.py [--rounds 15] [--mlp-rounds 40] [--only mlp]
 """
 
 from __future__ import annotations
@@ -46,7 +46,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000,
                         help="steps per timing for the MLP (the CNN times a tenth, "
                              "model.fit's default a quarter)")
-    parser.add_argument("--rounds", type=int, default=15, help="interleaved timings of each")
+    parser.add_argument("--rounds", type=int, default=15,
+                        help="interleaved timings of each, for the CNN")
+    parser.add_argument("--mlp-rounds", type=int, default=40,
+                        help="the same for the MLP: its timings are short, and a few "
+                             "percent is what is measured there")
     parser.add_argument("--steps-per-loop", type=int, default=50)
     parser.add_argument("--only", default="", help="e.g. mlp or cnn")
     parser.add_argument("--seed", type=int, default=0, help="of the timing order")
@@ -162,7 +166,7 @@ def main() -> None:
         timed.supervisor = supervisor
         return timed
 
-    def time_config(builder, strategy, replicas, batch, steps, tmp):
+    def time_config(builder, strategy, replicas, batch, steps, tmp, rounds):
         timers = {
             "fit1": fit_timer(builder, strategy, batch, max(K, steps // 4), 1),
             "bare": runner_timer(builder, strategy, batch, steps, False, 1),
@@ -176,7 +180,7 @@ def main() -> None:
             timers["fitK"] = fit_timer(builder, strategy, batch, steps, K)
         speed = {k: [] for k in timers}
         cpu = {k: [] for k in timers}
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             keys = list(timers)
             order.shuffle(keys)
             for key in keys:
@@ -202,8 +206,9 @@ def main() -> None:
         steps = max(K, steps // K * K)
         for replicas in (1, 2):
             for batch in (64, 256):
+                rounds = args.mlp_rounds if name == "mlp" else args.rounds
                 speed, cpu, attempts = time_config(builder, strategies[replicas], replicas,
-                                                   batch, steps, tmp)
+                                                   batch, steps, tmp, rounds)
                 rows.append((name, replicas, batch, speed, cpu, attempts))
                 keras.backend.clear_session()
 
@@ -214,7 +219,8 @@ def main() -> None:
     head = (f"{'model':>5} {'rep':>3} {'batch':>5} | "
             + " ".join(f"{k:>6}" for k in KEYS) + " | "
             + " ".join(f"{a + '/' + b:>{max(8, len(a + b) + 1)}}" for a, b in pairs))
-    print(f"steps/s (median of {args.rounds} interleaved rounds); ratios (median of the "
+    print(f"steps/s (median of {args.mlp_rounds} (MLP) or {args.rounds} (CNN) interleaved "
+          f"rounds); ratios (median of the "
           f"rounds' ratios) > 1 mean the right-hand side is slower; steps_per_loop={K}, "
           f"norms on 1 step in {EVERY}")
     print(head)
