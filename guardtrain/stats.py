@@ -67,17 +67,26 @@ class VarLayout:
 
     def per_layer(self, per_var: np.ndarray) -> np.ndarray:
         """Sums ``[..., V]`` per-variable figures into ``[..., L]`` per-layer figures."""
-        order, starts = self._grouping
+        grouping = self._grouping
+        if grouping is None:        # a layer without variables: sum layer by layer
+            out = np.zeros(per_var.shape[:-1] + (self.num_layers,), dtype=np.float64)
+            for v, layer in enumerate(self.layer_of_var):
+                out[..., layer] += per_var[..., v]
+            return out
+        order, starts = grouping
         grouped = per_var if order is None else per_var[..., order]
         # One reduceat, not an add per variable: this runs on every chunk. A NaN stays in
         # its own layer (a matrix product would spread it to all).
         return np.add.reduceat(np.asarray(grouped, np.float64), starts, axis=-1)
 
     @functools.cached_property
-    def _grouping(self) -> tuple[np.ndarray | None, np.ndarray]:
+    def _grouping(self) -> tuple[np.ndarray | None, np.ndarray] | None:
         """Variables sorted by layer (None when they already are) and where each layer
-        starts in that order."""
-        layers = np.asarray(self.layer_of_var)
+        starts in that order; None when some layer has no variable (reduceat cannot
+        give an empty group)."""
+        layers = np.asarray(self.layer_of_var, dtype=np.int64)
+        if set(layers.tolist()) != set(range(self.num_layers)):
+            return None
         order = np.argsort(layers, kind="stable")
         starts = np.searchsorted(layers[order], np.arange(self.num_layers))
         return (None if (order == np.arange(len(order))).all() else order), starts

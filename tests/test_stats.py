@@ -243,3 +243,12 @@ def test_the_layer_median_equals_numpy_median_on_odd_even_and_nan_rows():
         a[4, 0] = np.nan
         np.testing.assert_array_equal(median_last(a), np.median(a, axis=-1))
     assert np.isnan(median_last(np.zeros(0)))      # a chunk with no measured step
+
+
+def test_var_layout_per_layer_with_a_layer_without_variables():
+    # Layer 1 owns nothing (a public VarLayout may say so): its sum is 0, not a neighbour's.
+    layout = VarLayout(layer_of_var=(0, 2, 2), var_sizes=(1, 1, 1), layer_names=("a", "b", "c"))
+    np.testing.assert_array_equal(layout.per_layer(np.array([[1.0, 2.0, 3.0]])),
+                                  [[1.0, 0.0, 5.0]])
+    last_empty = VarLayout(layer_of_var=(0, 0), var_sizes=(1, 1), layer_names=("a", "b"))
+    np.testing.assert_array_equal(last_empty.per_layer(np.array([1.0, 2.0])), [3.0, 0.0])
