@@ -199,7 +199,7 @@ class TrainLoop:
         self.events.add("epoch", epoch=epoch, step=self.pos.step, attempt=self.attempt,
                         logs=logs)
         if self.is_chief:
-            self.history.flush()
+            self.history.flush_if_due()   # run end and errors always flush
         self.pos = dataclasses.replace(self.pos, epoch=epoch + 1, step_in_epoch=0)
 
     def _run_chunk(self, n: int) -> None:

@@ -218,3 +218,50 @@ def test_fit_history_round_trips(tmp_path):
     (run_dir / "history" / ".attempt-0001.parquet.xyz").write_bytes(GARBAGE)
     assert gt.load_history(run_dir).equals(table)
     assert pq.read_table(run_dir / "history").num_rows == n
+
+
+@pytest.mark.pure
+def test_rows_carried_through_a_pickled_checkpoint_write_the_same_table(tmp_path):
+    # Ray checkpoints pickle state(); a restarted worker restores it and flushes.
+    import pickle
+
+    writer = HistoryWriter(tmp_path / "a", "run-d")
+    s1 = _stats(4, seed=1)
+    s1["measured"] = np.array([True, False, True, False])
+    writer.append(attempt=1, steps=np.arange(1, 5), epoch=0, stats=s1,
+                  learning_rate=np.full(4, 0.1), optimizer="sgd", verdict="unjudged")
+    writer.relabel_last(1, 4, "HEALTHY")
+    writer.append(attempt=2, steps=np.arange(3, 6), epoch=1, stats=_stats(3, seed=2),
+                  learning_rate=0.01, optimizer="adam", verdict="STALLED")
+    restored = HistoryWriter(tmp_path / "b", "run-d")
+    restored.restore(pickle.loads(pickle.dumps(writer.state())))
+    assert restored.all_rows().equals(writer.all_rows())
+    assert restored.all_rows().column("update_norm").null_count == 2
+    restored.flush()
+    assert load_history(tmp_path / "b").equals(writer.all_rows())
+
+
+@pytest.mark.pure
+def test_an_epoch_end_flush_waits_until_its_cost_is_a_small_share_of_the_time(tmp_path):
+    now = [100.0]
+    writer = HistoryWriter(tmp_path, "run-e", clock=lambda: now[0])
+    path = tmp_path / "history" / "attempt-0001.parquet"
+
+    def add(step):
+        writer.append(attempt=1, steps=np.array([step]), epoch=0, stats=_stats(1),
+                      learning_rate=0.1, optimizer="sgd", verdict="HEALTHY")
+
+    add(1)
+    writer.flush_if_due()                      # nothing written yet: due
+    assert pq.read_table(path).num_rows == 1
+    writer._last_flush_cost = 2.0              # as if that write had taken 2 s
+    add(2)
+    now[0] += 2.0 / HistoryWriter.FLUSH_BUDGET - 1
+    writer.flush_if_due()                      # 39 s later: not yet
+    assert pq.read_table(path).num_rows == 1
+    now[0] += 1
+    writer.flush_if_due()                      # 40 s: due
+    assert pq.read_table(path).num_rows == 2
+    add(3)
+    writer.flush()                             # the run's end always writes
+    assert pq.read_table(path).num_rows == 3
