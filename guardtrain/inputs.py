@@ -94,10 +94,21 @@ def _array_dataset(arrays, total: int, batch_size: int, shuffle: bool, seed):
     step (tens of seconds for 1 M x 784 floats); the indices are 8 bytes a row. An epoch's
     indices are cut into batches as one tensor (``Dataset.range(n).batch(b)`` assembles
     each batch an element at a time: 10-20 % of a 0.2-ms step at batch 256). Epoch ``e``
-    is shuffled with the stateless seed ``(seed, e)``: reproducible, different each epoch.
+    is shuffled with the stateless seed ``(seed, e)``: different each epoch, the same for
+    the same ``seed`` (or, without one, under the same global TF seed).
     """
+    if total == 0:      # an empty shard would spin forever looking for a first batch
+        raise ConfigError("training data: expected at least one row, found 0 (on this "
+                          "worker, after sharding)", code="GT240",
+                          fix="give every worker some rows: fewer workers, or Parquet files "
+                              "that are not empty")
     if seed is None:
-        seed = int(np.random.default_rng().integers(2**31))
+        # From TF's global seed when one is set (keras.utils.set_random_seed), and from it
+        # alone: the order then does not depend on how many random ops the process made
+        # before (Dataset.shuffle's per-op seed did). Else random.
+        global_seed = tf.compat.v1.random.get_seed(None)[0]
+        seed = (int(np.random.default_rng().integers(2**31)) if global_seed is None else
+                int(np.random.SeedSequence([global_seed, 1]).generate_state(1)[0]))
     full = total // batch_size * batch_size
 
     def epoch(e):

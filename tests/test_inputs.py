@@ -39,3 +39,24 @@ def test_shuffled_epochs_hold_every_row_once_in_a_fresh_reproducible_order():
     assert len({tuple(o) for o in orders}) == 3                 # a new order each epoch
     again = [np.concatenate(e) for e in _epochs(True, 7)]
     np.testing.assert_array_equal(orders, again)               # same seed, same orders
+
+
+def test_without_a_seed_the_global_seed_makes_the_order_reproducible():
+    import keras
+
+    keras.utils.set_random_seed(11)
+    first = np.concatenate(_epochs(True, None)[0])
+    keras.utils.set_random_seed(11)
+    again = np.concatenate(_epochs(True, None)[0])
+    np.testing.assert_array_equal(first, again)
+    assert first.tolist() != list(range(10))
+
+
+def test_no_rows_is_a_clear_error_not_an_endless_search_for_a_batch():
+    from guardtrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least one row, found 0") as err:
+        make_train_data(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), batch_size=4,
+                        steps_per_epoch=None, shuffle=True,
+                        strategy=tf.distribute.get_strategy())
+    assert err.value.code == "GT240"
