@@ -8,7 +8,7 @@ returns the raw figures of every step (see ``stats.summarise_chunk``). Costs, in
 - on one step in ``stats_every`` (default 1 here; ``GuardConfig`` picks 10), per
   trainable variable, a few reductions over the gradient and the weight (sum of squares,
   zero count, update) — work that grows with the model but stays on the device, with no
-  extra copy of the gradients; ~8 small ops per variable cost 5-30 % of a 0.1-0.3 ms
+  extra copy of the gradients; ~8 small ops per variable cost 10-20 % of a 0.1-0.3 ms
   MLP step when done on every step. The loss is read on every step, the learning rate
   once per chunk (every step under a schedule);
 - a pending snapshot save (``Snapshot.save``) is copied at the start of the call, not in
@@ -85,8 +85,8 @@ class StepRunner:
         stats_every: measure the norms on one step in ``k``: the first ``ceil(n / k)``
             steps of each ``n``-step chunk; the loss on every step. The other steps' norm
             figures are NaN and ``ChunkOutput.measured`` is False for them.
-        snapshot: a ``Snapshot`` whose deferred save the next chunk makes, in its own
-            call, before its first step.
+        snapshot: a ``Snapshot`` whose deferred save the next chunk makes inside the
+            chunk's call, before its first step.
 
     Example:
 
