@@ -1,12 +1,12 @@
 """guardtrain: guarded Keras training on ``tf.distribute``, in-process or on Ray workers.
 
 ``import guardtrain as gt``. The pure parts (errors, configs) import no TensorFlow; the
-verbs that train import it when first used, so ``guardtrain.errors`` stays cheap to load.
+verbs that train import it when first used, so ``guardtrain.core.errors`` stays cheap to load.
 """
 
 from guardtrain import data
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import (
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import (
     ConfigError,
     GuardtrainError,
     InputSpecError,
@@ -15,21 +15,21 @@ from guardtrain.errors import (
     RescueExhaustedError,
     UnhealthyTrainingError,
 )
-from guardtrain.guard import GuardConfig
-from guardtrain.rescue import RescueConfig
+from guardtrain.core.guard import GuardConfig
+from guardtrain.core.rescue import RescueConfig
 
 __version__ = "0.1.0"
 
 # Public names that need TensorFlow, pyarrow or Ray, loaded on first use.
 _LAZY = {
-    "fit": "guardtrain.training",
+    "fit": "guardtrain.interface.fitting",
     "check": "guardtrain.checking",
     "CheckReport": "guardtrain.checking",
-    "Result": "guardtrain.result",
-    "load_history": "guardtrain.history",
-    "report": "guardtrain.reporting",
-    "plot": "guardtrain.reporting",
-    "split_cpu": "guardtrain.devices",
+    "Result": "guardtrain.records.result",
+    "load_history": "guardtrain.records.history",
+    "report": "guardtrain.interface.reporting",
+    "plot": "guardtrain.interface.reporting",
+    "split_cpu": "guardtrain.engine.devices",
 }
 
 __all__ = [

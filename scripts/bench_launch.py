@@ -100,7 +100,7 @@ def _timing_callback(out_path: str, t0: float, timed_epoch: int):
             self.epoch_s[epoch] = time.perf_counter() - self.epoch_start[epoch]
 
         def on_train_end(self, logs=None):
-            from guardtrain.ray_launch import worker_context
+            from guardtrain.ray.launch import worker_context
 
             if worker_context().rank != 0:
                 return
@@ -169,7 +169,7 @@ def main() -> None:
                 what = f"local two-node cluster {address}, 1 CPU a node"
             else:
                 what = "embedded Ray"
-            from guardtrain.ray_cluster import connect
+            from guardtrain.ray.cluster import connect
 
             connect(gt.LaunchConfig(workers=1, address=address))
             ray_start_s = time.perf_counter() - t

@@ -63,14 +63,14 @@ def main() -> None:
     import numpy as np
     import tensorflow as tf
 
-    from guardtrain.config import LaunchConfig
-    from guardtrain.devices import pick_strategy
-    from guardtrain.guard import GuardConfig
-    from guardtrain.history import EventLog, HistoryWriter
-    from guardtrain.inputs import make_train_data
-    from guardtrain.loop import Position, TrainLoop
-    from guardtrain.step import StepRunner
-    from guardtrain.supervisor import GuardSupervisor
+    from guardtrain.core.launch_config import LaunchConfig
+    from guardtrain.engine.devices import pick_strategy
+    from guardtrain.core.guard import GuardConfig
+    from guardtrain.records.history import EventLog, HistoryWriter
+    from guardtrain.engine.inputs import make_train_data
+    from guardtrain.engine.loop import Position, TrainLoop
+    from guardtrain.engine.step import StepRunner
+    from guardtrain.engine.supervisor import GuardSupervisor
 
     K = args.steps_per_loop
     EVERY = GuardConfig().measure_every

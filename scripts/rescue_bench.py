@@ -297,7 +297,7 @@ class Runner:
         import keras
 
         import guardtrain as gt
-        from guardtrain.devices import pick_strategy
+        from guardtrain.engine.devices import pick_strategy
 
         self.keras, self.gt = keras, gt
         self.replicas = replicas

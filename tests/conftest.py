@@ -15,7 +15,7 @@ from tests.ray_fixtures import ray_cluster  # noqa: E402,F401
 
 def pytest_configure(config):
     try:
-        from guardtrain.devices import split_cpu
+        from guardtrain.engine.devices import split_cpu
     except ImportError:
         return
     split_cpu(2)

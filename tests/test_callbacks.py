@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import guardtrain as gt
-from guardtrain.config import LaunchConfig
+from guardtrain.core.launch_config import LaunchConfig
 
 pytestmark = pytest.mark.tf
 

@@ -85,7 +85,7 @@ def test_learning_rate_schedule_warns_what_rescue_does():
 def test_model_state_read_from_keras():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     x, y = np.random.rand(64, 4).astype("float32"), np.random.rand(64)
     frozen = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
@@ -107,7 +107,7 @@ def test_model_state_read_from_keras():
 def test_model_function_is_called_and_bad_models_reported():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     def build():
         model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
@@ -126,8 +126,8 @@ def test_model_function_is_called_and_bad_models_reported():
 def test_replicas_come_from_the_launch_config():
     import keras
     from guardtrain.checking import check
-    from guardtrain.config import LaunchConfig
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.launch_config import LaunchConfig
+    from guardtrain.core.errors import InputSpecError
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

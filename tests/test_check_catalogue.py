@@ -8,8 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import GuardtrainError
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import GuardtrainError
 
 pytestmark = pytest.mark.tf
 

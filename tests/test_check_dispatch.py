@@ -12,7 +12,7 @@ from guardtrain.checking import codes, sources
 from guardtrain.checking.dispatch import check_dispatch, check_resources, ray_resources
 from guardtrain.checking.parquet_schema import check_columns
 from guardtrain.checking.specs import Inputs
-from guardtrain.config import LaunchConfig
+from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.data import parquet
 
 
@@ -146,7 +146,7 @@ def test_check_with_workers_reports_dataset_object():
     import keras
     import tensorflow as tf
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

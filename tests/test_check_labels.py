@@ -192,7 +192,7 @@ def test_describe_reads_activation_width_and_per_output_losses():
 def test_sparse_labels_one_based_end_to_end():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")

@@ -80,7 +80,7 @@ def test_pair_single_array_for_two_inputs():
 def test_multi_input_model_checked_by_name():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     image, meta = keras.Input((8, 8, 1), name="image"), keras.Input((3,), name="meta")
     h = keras.layers.Concatenate()([keras.layers.Flatten()(image), meta])
@@ -98,7 +98,7 @@ def test_multi_input_model_checked_by_name():
 def test_conv_model_fed_flat_images_gets_reshape_fix():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(2, 3),
                               keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
@@ -113,7 +113,7 @@ def test_conv_model_fed_flat_images_gets_reshape_fix():
 def test_x_and_y_sample_counts_differ_end_to_end():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")

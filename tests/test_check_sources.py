@@ -84,7 +84,7 @@ def test_dataset_function_called_with_an_input_context():
 
 def test_several_problems_reported_together():
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     model = _model(units=10)
     x, _ = _xy(features=5)
@@ -101,7 +101,7 @@ def test_several_problems_reported_together():
 
 def test_warnings_are_listed_beside_errors():
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     x, y = _xy()
     with pytest.raises(InputSpecError) as info:
@@ -127,7 +127,7 @@ def test_clean_inputs_give_a_readable_report():
 
 def test_validation_data_checked_with_its_own_names():
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     x, y = _xy()
     with pytest.raises(InputSpecError) as info:
@@ -139,7 +139,7 @@ def test_validation_data_checked_with_its_own_names():
 def test_unbuilt_sequential_is_built_on_the_data_shape():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     model = keras.Sequential([keras.layers.Dense(10, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -151,7 +151,7 @@ def test_unbuilt_sequential_is_built_on_the_data_shape():
 def test_dict_of_labels_for_named_outputs():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     inp = keras.Input((4,))
     model = keras.Model(inp, {"cls": keras.layers.Dense(3, activation="softmax", name="cls")(inp),
@@ -169,7 +169,7 @@ def test_parquet_end_to_end(tmp_path):
     import pyarrow.parquet as pq
     from guardtrain.checking import check
     from guardtrain.data import parquet
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     x, y = _xy()
     pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "y": y}),
@@ -183,7 +183,7 @@ def test_parquet_end_to_end(tmp_path):
 def test_subclassed_model_called_once_to_read_its_output_width():
     import keras
     from guardtrain.checking import check
-    from guardtrain.errors import InputSpecError
+    from guardtrain.core.errors import InputSpecError
 
     class Classifier(keras.Model):
         def __init__(self):

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guardtrain import cli, errors
-from guardtrain.jobfile import parse_job, parse_override
+from guardtrain.core import errors
+from guardtrain.interface import cli
+from guardtrain.interface.jobfile import parse_job, parse_override
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -56,7 +57,7 @@ def _main(capsys, *argv) -> tuple[int, str, str]:
 def _console(*argv, cwd: Path, env: dict | None = None, timeout: float = 300):
     """Runs the installed ``guardtrain`` script (the entry point pyproject declares)."""
     script = Path(sys.executable).with_name("guardtrain")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "guardtrain.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "guardtrain.interface.cli"]
     run_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     return subprocess.run(cmd + [str(a) for a in argv], cwd=cwd, env=run_env,
                           capture_output=True, text=True, timeout=timeout)
@@ -352,8 +353,8 @@ def test_demo_shows_the_three_situations(tmp_path, capsys):
 
 @pytest.mark.ray
 def test_fit_on_two_ray_workers(ray_cluster, npz, tmp_path):  # noqa: F811
-    if importlib.util.find_spec("guardtrain.ray_fit") is None:
-        pytest.skip("gt.fit(launch=LaunchConfig(workers=2)) has not landed (guardtrain.ray_fit)")
+    if importlib.util.find_spec("guardtrain.ray.runner") is None:
+        pytest.skip("gt.fit(launch=LaunchConfig(workers=2)) has not landed (guardtrain.ray.runner)")
     run = tmp_path / "run"
     out = _console("fit", JOB, *_data_args(npz), "--workers", 2, "--address", ray_cluster,
                    "--set", "epochs=2", "--run-dir", run, cwd=tmp_path,

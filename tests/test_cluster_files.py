@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from guardtrain.cli import build_parser
+from guardtrain.interface.cli import build_parser
 
 pytestmark = pytest.mark.pure
 
@@ -229,7 +229,7 @@ def test_rayjob_runs_guardtrain_fit_on_gpu_workers():
 
 
 def test_cluster_readme_lists_every_recipe_and_the_exit_codes():
-    from guardtrain.cli import EXIT_CODES
+    from guardtrain.interface.cli import EXIT_CODES
 
     text = (CLUSTER / "README.md").read_text()
     for name in ("local-cluster.sh", "ray-cluster.yaml", "slurm/guardtrain.sbatch",

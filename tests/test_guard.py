@@ -7,9 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
-from guardtrain import guard as g
-from guardtrain.errors import ConfigError
-from guardtrain.stats import NORM_COLUMNS, REPLICA_NORMS, STAT_COLUMNS
+from guardtrain.core import guard as g
+from guardtrain.core.errors import ConfigError
+from guardtrain.core.stats import NORM_COLUMNS, REPLICA_NORMS, STAT_COLUMNS
 
 pytestmark = pytest.mark.pure
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from guardtrain.history import (
+from guardtrain.records.history import (
     HISTORY_SCHEMA,
     EventLog,
     HistoryWriter,
@@ -20,7 +20,7 @@ from guardtrain.history import (
     load_history,
     write_atomic,
 )
-from guardtrain.stats import STAT_COLUMNS, VarLayout, summarise_chunk
+from guardtrain.core.stats import STAT_COLUMNS, VarLayout, summarise_chunk
 
 GARBAGE = b"\x00not parquet at all\xff" * 8
 

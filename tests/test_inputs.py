@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from guardtrain.inputs import make_train_data
+from guardtrain.engine.inputs import make_train_data
 
 pytestmark = pytest.mark.tf
 
@@ -53,7 +53,7 @@ def test_without_a_seed_the_global_seed_makes_the_order_reproducible():
 
 
 def test_no_rows_is_a_clear_error_not_an_endless_search_for_a_batch():
-    from guardtrain.errors import ConfigError
+    from guardtrain.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="at least one row, found 0") as err:
         make_train_data(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), batch_size=4,

@@ -37,8 +37,8 @@ import pytest
 
 import guardtrain as gt
 from guardtrain.data import ParquetSource
-from guardtrain.history import load_events
-from guardtrain.ray_launch import worker_context
+from guardtrain.records.history import load_events
+from guardtrain.ray.launch import worker_context
 
 pytestmark = pytest.mark.ray
 
@@ -444,7 +444,7 @@ def test_gpu_request_on_a_cpu_cluster_fails_in_seconds(ray_cluster, tmp_path):  
     seen = {}
     for attached in (True, False):
         if attached:
-            from guardtrain.ray_cluster import connect
+            from guardtrain.ray.cluster import connect
 
             connect(launch)            # as after any earlier run in this session
         elif ray.is_initialized():
@@ -464,7 +464,7 @@ def test_gpu_request_on_a_cpu_cluster_fails_in_seconds(ray_cluster, tmp_path):  
 
 def test_gpu_request_is_a_launch_error_also_when_ray_attached(ray_cluster,  # noqa: F811
                                                               tmp_path):
-    from guardtrain.ray_cluster import connect
+    from guardtrain.ray.cluster import connect
 
     launch = _launch(ray_cluster, 2, gpus_per_worker=1)
     connect(launch)

@@ -15,13 +15,11 @@ import time
 
 import pytest
 
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import (ConfigError, GuardtrainError, InputSpecError, LaunchError,
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import (ConfigError, GuardtrainError, InputSpecError, LaunchError,
                                Problem, RescueExhaustedError, UnhealthyTrainingError)
-from guardtrain.ray_cluster import check_resources
-from guardtrain import ray_launch as rl
-
-
+from guardtrain.ray.cluster import check_resources
+from guardtrain.ray import launch as rl
 # ------------------------------------------------------------------------------ pure
 
 ALL_ERRORS = [GuardtrainError, ConfigError, InputSpecError, UnhealthyTrainingError,
@@ -400,8 +398,8 @@ def test_watchdog_turns_a_hung_worker_into_launch_error(ray_cluster, tmp_path):
 
 _EMBEDDED = """
 import json, ray
-from guardtrain.config import LaunchConfig
-from guardtrain.ray_cluster import connect, require_resources
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.ray.cluster import connect, require_resources
 conn = connect(LaunchConfig(workers=1))
 require_resources(LaunchConfig(workers=1))
 again = connect(LaunchConfig(workers=1))
@@ -430,7 +428,7 @@ def test_embedded_ray_is_private_small_and_cleaned_up(tmp_path):
 
 _LATE_STRATEGY = """
 import tensorflow as tf
-from guardtrain import ray_launch as rl
+from guardtrain.ray import launch as rl
 tf.constant(1.0) + 1  # a TensorFlow op before the strategy
 try:
     rl.make_worker_strategy(5)

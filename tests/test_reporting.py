@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guardtrain.errors import ConfigError
-from guardtrain.history import EventLog, HistoryWriter
-from guardtrain.reporting import load_run, plot, report
-from guardtrain.stats import STAT_COLUMNS
+from guardtrain.core.errors import ConfigError
+from guardtrain.records.history import EventLog, HistoryWriter
+from guardtrain.interface.reporting import load_run, plot, report
+from guardtrain.core.stats import STAT_COLUMNS
 
 pytestmark = pytest.mark.pure
 
@@ -178,7 +178,7 @@ def test_plot_of_a_run_with_no_steps_yet(tmp_path):
 
 @pytest.mark.pure
 def test_plot_limits_come_from_the_runs_own_guard_config(tmp_path):
-    from guardtrain.reporting import RunRecord
+    from guardtrain.interface.reporting import RunRecord
 
     run = RunRecord(run_dir=tmp_path, columns={}, events=[
         {"event": "guard", "config": {"stall_update_ratio": 3e-6, "thrown_update_ratio": 0.5}}])

@@ -8,9 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
-from guardtrain import guard as g
-from guardtrain import rescue as r
-from guardtrain.errors import ConfigError, RescueExhaustedError, UnhealthyTrainingError
+from guardtrain.core import guard as g
+from guardtrain.core import rescue as r
+from guardtrain.core.errors import ConfigError, RescueExhaustedError, UnhealthyTrainingError
 
 pytestmark = pytest.mark.pure
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import guardtrain as gt
-from guardtrain.history import load_events
+from guardtrain.records.history import load_events
 
 pytestmark = pytest.mark.tf
 

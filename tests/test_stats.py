@@ -1,4 +1,4 @@
-"""``guardtrain.stats``: the host-side summary of a chunk, against an independent NumPy route.
+"""``guardtrain.core.stats``: the host-side summary of a chunk, against an independent NumPy route.
 
 The raw figures a replica ships (``[loss / R, sum of squares of each variable's gradient of
 that scaled loss, zero count per variable]``) are built here from explicit per-variable
@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from guardtrain.stats import REPLICA_NORMS, STAT_COLUMNS, VarLayout, summarise_chunk
+from guardtrain.core.stats import REPLICA_NORMS, STAT_COLUMNS, VarLayout, summarise_chunk
 
 pytestmark = pytest.mark.pure
 
@@ -227,14 +227,14 @@ def test_var_layout_per_layer_with_interleaved_owners():
 
 
 def test_stats_module_imports_no_tensorflow():
-    code = ("import sys, guardtrain.stats; "
+    code = ("import sys, guardtrain.core.stats; "
             "bad = [m for m in ('tensorflow', 'keras', 'ray') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_the_layer_median_equals_numpy_median_on_odd_even_and_nan_rows():
-    from guardtrain.stats import median_last
+    from guardtrain.core.stats import median_last
 
     rng = np.random.default_rng(3)
     for k in range(1, 7):

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from guardtrain.config import LaunchConfig
-from guardtrain.devices import pick_strategy
-from guardtrain.stats import REPLICA_NORMS, STAT_COLUMNS, summarise_chunk
-from guardtrain.step import StepRunner, var_layout
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.engine.devices import pick_strategy
+from guardtrain.core.stats import REPLICA_NORMS, STAT_COLUMNS, summarise_chunk
+from guardtrain.engine.step import StepRunner, var_layout
 
 pytestmark = pytest.mark.tf
 
@@ -349,7 +349,7 @@ def test_a_deferred_snapshot_is_taken_at_the_start_of_the_next_chunk(replicas):
     # save() only marks the state; the next chunk copies it before its first step, in the
     # same call, so a restore after that chunk gives the weights from before it, and a
     # restore with no chunk in between gives the current ones.
-    from guardtrain.snapshot import Snapshot
+    from guardtrain.engine.snapshot import Snapshot
 
     strategy = _strategy(replicas)
     model = _linear_model(strategy, widths=(2, 1), lr=0.1)

@@ -8,7 +8,7 @@ guard would read as ``REPLICA_IMBALANCE``.
 from __future__ import annotations
 
 from guardtrain.checking import codes
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["check_batches"]
 

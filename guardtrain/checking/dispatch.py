@@ -16,9 +16,9 @@ from typing import Mapping, Sequence
 
 from guardtrain.checking import codes
 from guardtrain.checking.specs import Inputs
-from guardtrain.config import LaunchConfig
+from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.data import ParquetSource
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["check_dispatch", "check_resources", "ray_resources"]
 

@@ -12,7 +12,7 @@ import numpy as np
 from guardtrain.checking import codes
 from guardtrain.checking.shapes import var_name
 from guardtrain.checking.specs import InputSpec, Sample
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["check_feature_dtype", "check_label_dtype", "is_numeric"]
 

@@ -15,7 +15,7 @@ from guardtrain.checking import codes
 from guardtrain.checking.shapes import var_name
 from guardtrain.checking.specs import (BINARY, CATEGORICAL, CLASSIFICATION, REGRESSION,
                                        SPARSE, OutputSpec, Sample)
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["check_output", "check_labels"]
 

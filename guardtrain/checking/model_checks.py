@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from guardtrain.checking import codes
 from guardtrain.checking.specs import ModelSpec
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["check_compiled", "check_trainable", "check_lr_schedule"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 
 from guardtrain.checking import codes
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["check_columns"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["CheckReport"]
 

@@ -17,9 +17,9 @@ from guardtrain.checking import codes
 from guardtrain.checking.model_spec import describe, loss_spec
 from guardtrain.checking.report import CheckReport
 from guardtrain.checking.specs import Inputs, ModelSpec, OutputSpec
-from guardtrain.config import LaunchConfig
-from guardtrain.devices import planned_replicas
-from guardtrain.errors import InputSpecError, Problem
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.engine.devices import planned_replicas
+from guardtrain.core.errors import InputSpecError, Problem
 
 __all__ = ["check"]
 
@@ -110,7 +110,7 @@ def _resolve_model(model, launch):
     if launch.cpu_replicas and launch.cpu_replicas > 1:
         # Building a model fixes TensorFlow's devices: split the CPU first, or the run's
         # MirroredStrategy over logical CPUs could not be made afterwards.
-        from guardtrain.devices import split_cpu
+        from guardtrain.engine.devices import split_cpu
 
         split_cpu(launch.cpu_replicas)
     try:

@@ -12,7 +12,7 @@ import math
 
 from guardtrain.checking import codes
 from guardtrain.checking.specs import Sample
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["pair", "check_input_shape", "check_sample_counts", "var_name"]
 

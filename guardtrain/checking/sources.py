@@ -22,7 +22,7 @@ from guardtrain.checking import codes
 from guardtrain.checking.parquet_schema import check_columns
 from guardtrain.checking.specs import Inputs, ModelSpec, Sample
 from guardtrain.data import ParquetSource
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["load", "MAX_ROWS", "ELEMENT_BUDGET", "MAX_BATCHES"]
 

@@ -13,7 +13,7 @@ import numpy as np
 from guardtrain.checking import codes
 from guardtrain.checking.shapes import var_name
 from guardtrain.checking.specs import Sample
-from guardtrain.errors import Problem
+from guardtrain.core.errors import Problem
 
 __all__ = ["check_finite", "check_constant", "check_scale", "SCALE_LIMIT"]
 

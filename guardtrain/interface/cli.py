@@ -23,8 +23,7 @@ import traceback
 from pathlib import Path
 from typing import Sequence
 
-from guardtrain import errors
-
+from guardtrain.core import errors
 __all__ = ["main", "build_parser", "EXIT_CODES"]
 
 logger = logging.getLogger(__name__)
@@ -171,7 +170,7 @@ def _version() -> str:
 # -- commands -------------------------------------------------------------------------------
 
 def _spec(args):
-    from guardtrain.jobfile import parse_job
+    from guardtrain.interface.jobfile import parse_job
 
     launch = {}
     if args.workers is not None:
@@ -219,11 +218,11 @@ def _cmd_fit(args) -> int:
     spec = _spec(args)
     print(_describe(spec), flush=True)
     if spec.launch.cpu_replicas and spec.launch.cpu_replicas > 1:
-        from guardtrain.devices import split_cpu
+        from guardtrain.engine.devices import split_cpu
 
         split_cpu(spec.launch.cpu_replicas)   # before the builder's imports touch devices
     job = spec.resolve()
-    from guardtrain.training import new_run_dir
+    from guardtrain.records.run_dir import new_run_dir
 
     # The CLI picks the run directory itself, so it can report on a run that fails.
     run_dir, _ = new_run_dir(spec.run_dir)
@@ -250,7 +249,7 @@ def _cmd_fit(args) -> int:
 
 
 def _report_failed_run(run_dir: Path) -> None:
-    from guardtrain.reporting import report
+    from guardtrain.interface.reporting import report
 
     _plot_quietly(run_dir)
     try:
@@ -261,7 +260,7 @@ def _report_failed_run(run_dir: Path) -> None:
 
 
 def _plot_quietly(run_dir: Path) -> Path | None:
-    from guardtrain.reporting import plot
+    from guardtrain.interface.reporting import plot
 
     try:
         return plot(run_dir, Path(run_dir) / "report.png")
@@ -274,7 +273,7 @@ def _plot_quietly(run_dir: Path) -> Path | None:
 
 def _ship_user_modules(job) -> None:
     """Modules beside the JOB file are not installed on Ray workers: send them by value."""
-    from guardtrain.jobfile import user_modules
+    from guardtrain.interface.jobfile import user_modules
 
     names = user_modules(job)
     if not names:
@@ -287,7 +286,7 @@ def _ship_user_modules(job) -> None:
 
 
 def _cmd_report(args) -> int:
-    from guardtrain.reporting import plot, report
+    from guardtrain.interface.reporting import plot, report
 
     print(report(args.run_dir))
     if args.png:
@@ -297,7 +296,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from guardtrain.demo import run_demo
+    from guardtrain.interface.demo import run_demo
 
     return run_demo(only=args.only, run_root=args.run_root)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from guardtrain.errors import ConfigError
+from guardtrain.core.errors import ConfigError
 
 __all__ = ["LaunchConfig"]
 

@@ -45,11 +45,11 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from guardtrain.attempts import (CODE_ATTEMPTS_SPENT, CODE_LADDER_SPENT, Attempt, abort_code,
+from guardtrain.core.attempts import (CODE_ATTEMPTS_SPENT, CODE_LADDER_SPENT, Attempt, abort_code,
                                  close, exhausted_error, fix_for, is_exhausted,
                                  unhealthy_error)
-from guardtrain.errors import ConfigError, GuardtrainError
-from guardtrain.guard import DEAD_UNITS, STALLED, VANISHING, Verdict
+from guardtrain.core.errors import ConfigError, GuardtrainError
+from guardtrain.core.guard import DEAD_UNITS, STALLED, VANISHING, Verdict
 
 __all__ = [
     "CONTINUE", "SNAPSHOT", "PROBE", "ADJUST", "ABORT",
@@ -333,7 +333,7 @@ def decide(verdict: Verdict, state: RescueState, config: RescueConfig) -> Decisi
 
     Example:
 
-    >>> from guardtrain.guard import Verdict
+    >>> from guardtrain.core.guard import Verdict
     >>> v = Verdict(kind="STALLED", step=300, reason="STALLED at step 300: ...")
     >>> d = decide(v, initial_state(optimizer="sgd", learning_rate=1e-6), RescueConfig())
     >>> d.action, d.probe_learning_rates

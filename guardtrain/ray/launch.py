@@ -51,8 +51,8 @@ import time
 import traceback
 from typing import Any, Callable, Mapping, NamedTuple
 
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import ConfigError, GuardtrainError, LaunchError
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import ConfigError, GuardtrainError, LaunchError
 
 __all__ = [
     "run_on_workers", "unwrap_error", "unique_run_name", "train_env",
@@ -136,7 +136,7 @@ def run_on_workers(train_fn: Callable[[dict], Any], config: Mapping[str, Any] | 
     from ray.train.tensorflow import TensorflowTrainer
     from ray.train.v2.api.exceptions import TrainingFailedError
 
-    from guardtrain.ray_cluster import connect, require_resources
+    from guardtrain.ray.cluster import connect, require_resources
 
     connect(launch)
     require_resources(launch)

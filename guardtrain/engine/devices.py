@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import LaunchError
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import LaunchError
 
 __all__ = ["split_cpu", "planned_replicas", "pick_strategy"]
 

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from guardtrain.stats import NORM_COLUMNS, STAT_COLUMNS
+from guardtrain.core.stats import NORM_COLUMNS, STAT_COLUMNS
 
 __all__ = ["HISTORY_SCHEMA", "HistoryWriter", "EventLog", "load_history", "load_events"]
 

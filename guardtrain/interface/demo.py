@@ -115,14 +115,14 @@ def _guarded_fit(build, x, y, val, run_dir: Path):
 
 
 def _decisions(run_dir: Path) -> list[dict]:
-    from guardtrain.history import load_events
+    from guardtrain.records.history import load_events
 
     return [e for e in load_events(run_dir) if e.get("event") == "decision"
             and e.get("action") in ("ADJUST", "ABORT")]
 
 
 def _after(run_dir: Path, result) -> None:
-    from guardtrain.reporting import plot
+    from guardtrain.interface.reporting import plot
 
     png = plot(run_dir, run_dir / "report.png")
     loss = result.logs.get("loss")

@@ -33,7 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from guardtrain.stats import VarLayout
+from guardtrain.core.stats import VarLayout
 
 __all__ = ["StepRunner", "var_layout"]
 

@@ -23,8 +23,8 @@ import socket
 import tempfile
 from typing import Mapping, Sequence
 
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import LaunchError, Problem
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import LaunchError, Problem
 
 __all__ = ["RayConnection", "connect", "check_resources", "require_resources"]
 

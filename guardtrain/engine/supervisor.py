@@ -24,11 +24,11 @@ import logging
 import keras
 import numpy as np
 
-from guardtrain import guard as guard_mod
-from guardtrain import rescue as rescue_mod
-from guardtrain.errors import ConfigError
-from guardtrain.guard import GuardConfig, GuardState
-from guardtrain.rescue import RescueConfig
+from guardtrain.core import guard as guard_mod
+from guardtrain.core import rescue as rescue_mod
+from guardtrain.core.errors import ConfigError
+from guardtrain.core.guard import GuardConfig, GuardState
+from guardtrain.core.rescue import RescueConfig
 
 __all__ = ["GuardSupervisor", "make_optimizer"]
 

@@ -49,10 +49,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import yaml
 
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import ConfigError
-from guardtrain.guard import GuardConfig
-from guardtrain.rescue import RescueConfig
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import ConfigError
+from guardtrain.core.guard import GuardConfig
+from guardtrain.core.rescue import RescueConfig
 
 __all__ = ["JobSpec", "Job", "parse_job", "load_job", "parse_override", "resolve_import_path",
            "user_modules", "yaml_value", "TOP_KEYS"]

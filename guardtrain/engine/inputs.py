@@ -18,7 +18,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from guardtrain.errors import ConfigError
+from guardtrain.core.errors import ConfigError
 
 __all__ = ["TrainData", "make_train_data"]
 

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from guardtrain.errors import ConfigError
+from guardtrain.core.errors import ConfigError
 
 __all__ = ["report", "plot", "load_run", "RunRecord"]
 
@@ -167,7 +167,7 @@ def load_run(result_or_run_dir) -> RunRecord:
     Raises:
         ConfigError: GT140 when the folder holds neither history nor events.
     """
-    from guardtrain.history import load_events, load_history
+    from guardtrain.records.history import load_events, load_history
 
     run_dir = Path(getattr(result_or_run_dir, "run_dir", result_or_run_dir))
     if not run_dir.is_dir():
@@ -276,7 +276,7 @@ def _loss_ends(run: RunRecord) -> tuple[float, float] | None:
 
 
 def _decisions(run: RunRecord) -> list[str]:
-    from guardtrain.rescue import Decision, format_decision
+    from guardtrain.core.rescue import Decision, format_decision
 
     shown = [d for d in run.of("decision")]
     probes = {int(p.get("step", -1)): p for p in run.of("probe")}
@@ -407,7 +407,7 @@ def plot(result_or_run_dir, path: str | os.PathLike) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from guardtrain.history import write_atomic
+    from guardtrain.records.history import write_atomic
 
     run = load_run(result_or_run_dir)
     fig = Figure(figsize=(11, 10.5), dpi=100, layout="constrained")

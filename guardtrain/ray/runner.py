@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from guardtrain.config import LaunchConfig
-from guardtrain.errors import (ConfigError, GuardtrainError, RescueExhaustedError,
+from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.errors import (ConfigError, GuardtrainError, RescueExhaustedError,
                                UnhealthyTrainingError)
 
 __all__ = ["fit_on_ray"]
@@ -64,11 +64,11 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
     """Runs the guarded loop on ``launch.workers`` Ray Train workers (see the module doc)."""
     import ray  # noqa: F401 - the object store needs a connection first
 
-    from guardtrain.history import EventLog, HistoryWriter, load_history, write_atomic
-    from guardtrain.ray_cluster import connect, require_resources
-    from guardtrain.ray_launch import run_on_workers, unique_run_name
-    from guardtrain.result import Result
-    from guardtrain.training import new_run_dir
+    from guardtrain.records.history import EventLog, HistoryWriter, load_history, write_atomic
+    from guardtrain.ray.cluster import connect, require_resources
+    from guardtrain.ray.launch import run_on_workers, unique_run_name
+    from guardtrain.records.result import Result
+    from guardtrain.records.run_dir import new_run_dir
 
     path, run_id = new_run_dir(run_dir)
     connect(launch)
@@ -127,7 +127,7 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
 
 def _train_on_worker(config: dict) -> dict | None:
     """What every Ray Train worker runs; rank 0's return value goes back to the driver."""
-    from guardtrain.ray_launch import make_worker_strategy, worker_context
+    from guardtrain.ray.launch import make_worker_strategy, worker_context
 
     launch: LaunchConfig = config["launch"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ start-up chatter, per worker
@@ -139,10 +139,10 @@ def _train_on_worker(config: dict) -> dict | None:
 
     tf.get_logger().setLevel("WARNING")  # one INFO line per collective, per worker
 
-    from guardtrain.history import EventLog, HistoryWriter
-    from guardtrain.loop import Position, TrainLoop
-    from guardtrain.ray_launch import Watchdog, load_state
-    from guardtrain.training import DEFAULT_STEPS_PER_LOOP, make_supervisor, place_model, \
+    from guardtrain.records.history import EventLog, HistoryWriter
+    from guardtrain.engine.loop import Position, TrainLoop
+    from guardtrain.ray.launch import Watchdog, load_state
+    from guardtrain.engine.session import DEFAULT_STEPS_PER_LOOP, make_supervisor, place_model, \
         stats_every_of
 
     model = place_model(_unship_model(config["model"]), strategy)
@@ -279,7 +279,7 @@ def _worker_data(config, strategy, ctx):
     """This worker's shard, batched per replica; every rank runs the same steps."""
     import tensorflow as tf
 
-    from guardtrain.inputs import TrainData, _array_dataset, _options
+    from guardtrain.engine.inputs import TrainData, _array_dataset, _options
 
     data, batch = config["data"], config["batch_size"]
     spe = config["steps_per_epoch"]
@@ -320,7 +320,7 @@ def _read_pickle(directory) -> dict:
 
 def _switch_if_needed(model, strategy, saved) -> None:
     """A rescue may have switched optimizer before the crash: install that one again."""
-    from guardtrain.supervisor import make_optimizer
+    from guardtrain.engine.supervisor import make_optimizer
 
     name = saved["optimizer_name"]
     if type(model.optimizer).__name__.lower() != name:
@@ -347,7 +347,7 @@ class _Checkpointer:
         self.chunks += 1
         if self.chunks % self.every:
             return
-        from guardtrain.ray_launch import save_state
+        from guardtrain.ray.launch import save_state
 
         state = {"step": loop.pos.step, "epoch": loop.pos.epoch, "attempt": loop.attempt}
         blob = {
@@ -367,7 +367,7 @@ class _Checkpointer:
         save_state(state, write, metrics={"step": loop.pos.step, "loss": loop.logs.get("loss")})
 
     def restore(self, loop, saved: dict, state: dict) -> None:
-        from guardtrain.loop import Position
+        from guardtrain.engine.loop import Position
 
         loop.model.set_weights(saved["weights"])
         for v, value in zip(loop.model.optimizer.variables, saved["optimizer"]):

@@ -1,6 +1,6 @@
 """The attempt record, and the errors a run ends with when rescue cannot or may not help.
 
-Codes (``guardtrain.errors`` families):
+Codes (``guardtrain.core.errors`` families):
 
 ```
 UnhealthyTrainingError  GT301 STALLED  GT302 DIVERGED  GT303 OSCILLATING  GT304 VANISHING
@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from guardtrain.errors import RescueExhaustedError, UnhealthyTrainingError
-from guardtrain.guard import (DEAD_UNITS, DIVERGED, OSCILLATING, REPLICA_IMBALANCE, STALLED,
+from guardtrain.core.errors import RescueExhaustedError, UnhealthyTrainingError
+from guardtrain.core.guard import (DEAD_UNITS, DIVERGED, OSCILLATING, REPLICA_IMBALANCE, STALLED,
                               VANISHING, Verdict)
 
 __all__ = ["Attempt", "VERDICT_CODES", "unhealthy_error", "exhausted_error", "abort_code",
@@ -140,7 +140,7 @@ def unhealthy_error(verdict: Verdict, *, attempts: tuple[Attempt, ...] = ()
 
     Example:
 
-    >>> from guardtrain.guard import Verdict
+    >>> from guardtrain.core.guard import Verdict
     >>> v = Verdict(kind="STALLED", step=300, reason="STALLED at step 300: ...")
     >>> unhealthy_error(v).code
     'GT301'

@@ -1,6 +1,6 @@
 """The per-step health statistics: names, and their host-side summary.
 
-The step (``guardtrain/step.py``) computes only sums of squares and counts per variable on
+The step (``guardtrain/engine/step.py``) computes only sums of squares and counts per variable on
 the device — the cheapest exact form — and ships them to the host once per chunk. Here,
 in NumPy, they become the columns of DESIGN §3. Keeping this part pure means every figure
 the guard reads is checked in milliseconds against an independent computation.

@@ -27,10 +27,10 @@ from typing import Protocol
 import keras
 import numpy as np
 
-from guardtrain.history import EventLog, HistoryWriter
-from guardtrain.snapshot import Snapshot
-from guardtrain.stats import median_last, summarise_chunk
-from guardtrain.step import StepRunner
+from guardtrain.records.history import EventLog, HistoryWriter
+from guardtrain.engine.snapshot import Snapshot
+from guardtrain.core.stats import median_last, summarise_chunk
+from guardtrain.engine.step import StepRunner
 
 __all__ = ["TrainLoop", "Supervisor", "Unsupervised"]
 

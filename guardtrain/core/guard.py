@@ -56,8 +56,8 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from guardtrain.errors import ConfigError
-from guardtrain.stats import REPLICA_NORMS, median_last
+from guardtrain.core.errors import ConfigError
+from guardtrain.core.stats import REPLICA_NORMS, median_last
 
 __all__ = [
     "HEALTHY", "CONVERGED", "STALLED", "DIVERGED", "OSCILLATING", "VANISHING",

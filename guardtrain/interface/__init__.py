@@ -1,0 +1,2 @@
+"""What users touch: ``gt.fit`` (check + dispatch), the command line, JOB files, the text
+report, the plot and the demo (docs/architecture.md)."""
