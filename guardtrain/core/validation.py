@@ -10,6 +10,7 @@ Example:
 
 >>> v = Validator("LaunchConfig", code="GT101")
 >>> v.need(is_int(2) and 2 >= 0, "workers", 2, "an int >= 0", "use workers=2")
+True
 >>> v.raise_if_any()      # nothing wrong: returns
 """
 
