@@ -41,8 +41,15 @@ def probe(lr, change, steps=20, start_loss=2.302, diverged=False):
     return r.ProbeResult(learning_rate=lr, losses=losses, finite=finite)
 
 
-def decide_apply(v, state, config=CFG):
-    d = r.decide(v, state, config)
+def decide(v, state, config=CFG, snapshot_step=0):
+    """decide with the engine's facts of a scripted run: the snapshot at
+    ``snapshot_step`` and the optimizer at the rate the rescue last set."""
+    return r.decide(v, state, config, snapshot_step=snapshot_step,
+                    learning_rate=state.learning_rate)
+
+
+def decide_apply(v, state, config=CFG, snapshot_step=0):
+    d = decide(v, state, config, snapshot_step)
     return d, r.apply(d, state)
 
 
@@ -52,16 +59,17 @@ def switched(v, state, config=CFG, results=None):
     p, state = decide_apply(v, state, config)
     if p.action != r.PROBE:
         return p, p, state
-    assert p.optimizer is not None and p.reset_optimizer
+    assert p.optimizer is not None and p.fresh_optimizer_state
     results = results or [probe(lr, -0.2 if i == 0 else -0.1)
-                          for i, lr in enumerate(p.probe_learning_rates)]
+                          for i, lr in enumerate(p.learning_rates)]
     d = r.after_probe(results, state, config)
     return p, d, r.apply(d, state)
 
 
-def stalled_then_probed(results, state=None, config=CFG):
+def stalled_then_probed(results, state=None, config=CFG, snapshot_step=0):
     state = state or start()
-    d, state = decide_apply(verdict(g.STALLED, reason=STALL_REASON), state, config)
+    d, state = decide_apply(verdict(g.STALLED, reason=STALL_REASON), state, config,
+                            snapshot_step)
     assert d.action == r.PROBE
     d = r.after_probe(results, state, config)
     return d, r.apply(d, state)
@@ -71,9 +79,10 @@ def stalled_then_probed(results, state=None, config=CFG):
 
 def test_healthy_settled_snapshots_and_warmup_continues():
     state = start()
-    d = r.decide(verdict(g.HEALTHY, step=300, snapshot_ok=True), state, CFG)
-    assert d.action == r.SNAPSHOT and r.apply(d, state).snapshot_step == 300
-    d = r.decide(verdict(g.HEALTHY, step=40, settled=False), state, CFG)
+    d = decide(verdict(g.HEALTHY, step=300, snapshot_ok=True), state)
+    # The engine keeps the weights at the decision's step; the policy's state is unchanged.
+    assert d.action == r.SNAPSHOT and d.step == 300 and r.apply(d, state) == state
+    d = decide(verdict(g.HEALTHY, step=40, settled=False), state)
     assert d.action == r.CONTINUE and r.apply(d, state) == state
 
 
@@ -81,31 +90,27 @@ def test_healthy_settled_snapshots_and_warmup_continues():
 def test_converged_is_never_rescued(lr_moves, attempt):
     # Whatever the state, even with the budget spent, CONVERGED only snapshots.
     state = start()._replace(lr_moves=lr_moves, attempt=attempt)
-    d = r.decide(verdict(g.CONVERGED, snapshot_ok=True), state, CFG)
+    d = decide(verdict(g.CONVERGED, snapshot_ok=True), state)
     assert d.action == r.SNAPSHOT
-    d = r.decide(verdict(g.CONVERGED, snapshot_ok=False), state, CFG)
+    d = decide(verdict(g.CONVERGED, snapshot_ok=False), state)
     assert d.action == r.CONTINUE
 
 
 # -- STALLED: the probe ---------------------------------------------------------------------
 
 def test_stalled_probes_larger_rates_from_the_snapshot():
-    state = r.apply(r.decide(verdict(g.HEALTHY, step=200, snapshot_ok=True), start(), CFG),
-                    start())
-    d = r.decide(verdict(g.STALLED, reason=STALL_REASON), state, CFG)
-    assert d.action == r.PROBE and d.from_step == 200 and d.probe_steps == 20
-    assert d.probe_learning_rates == (1e-5, 1e-4, 1e-3, 1e-2)
+    d = decide(verdict(g.STALLED, reason=STALL_REASON), start(), snapshot_step=200)
+    assert d.action == r.PROBE and d.from_step == 200 and d.steps == 20
+    assert d.learning_rates == (1e-5, 1e-4, 1e-3, 1e-2)
     assert d.attempt == 1  # a probe is not an attempt
 
 
 def test_probe_keeps_the_best_rate_and_logs_the_brief_block():
-    state = r.apply(r.decide(verdict(g.HEALTHY, step=200, snapshot_ok=True), start(), CFG),
-                    start())
     results = [probe(1e-2, 0.0, diverged=True), probe(1e-5, -0.001),
                probe(1e-4, -0.02), probe(1e-3, -0.19)]  # any order
-    d, after = stalled_then_probed(results, state)
-    assert d.action == r.ADJUST and d.learning_rate == 1e-3 and d.optimizer == "sgd"
-    assert not d.reset_optimizer and d.from_step == 200 and d.attempt == 2
+    d, after = stalled_then_probed(results, start(), snapshot_step=200)
+    assert d.action == r.ADJUST and d.learning_rate_to == 1e-3 and d.optimizer_to == "sgd"
+    assert not d.fresh_optimizer_state and d.from_step == 200 and d.attempt == 2
     assert r.format_decision(d) == (
         "[rescue] ADJUST  attempt 2 of 4\n"
         "  reason: STALLED at step 400: update_ratio median 3.1e-07 over 200 steps, "
@@ -125,26 +130,26 @@ def test_probe_ignores_noise_level_gains_and_a_doubling():
                probe(1e-2, 0.0, diverged=True)]
     d, _ = stalled_then_probed(results)
     # Nothing lowered the loss by 1%: escalate to the next optimizer, probing it first.
-    assert d.action == r.PROBE and d.optimizer == "adam" and d.reset_optimizer
-    assert d.probe_learning_rates == (1e-3, 1e-2)
-    assert "1e-3 diverged" in d.change and "none lowered the loss by 1%" in d.change
+    assert d.action == r.PROBE and d.optimizer == "adam" and d.fresh_optimizer_state
+    assert d.learning_rates == (1e-3, 1e-2)
+    assert "1e-3 diverged" in d.summary() and "none lowered the loss by 1%" in d.summary()
 
 
 def test_probe_ties_go_to_the_smaller_rate():
     d, _ = stalled_then_probed([probe(1e-4, -0.2), probe(1e-3, -0.2)])
-    assert d.learning_rate == 1e-4
+    assert d.learning_rate_to == 1e-4
 
 
 def test_probe_rates_capped_by_max_learning_rate():
     config = r.RescueConfig(max_learning_rate=0.05)
-    d = r.decide(verdict(g.STALLED), start(lr=1e-3), config)
-    assert d.probe_learning_rates == (1e-2,)
-    d = r.decide(verdict(g.STALLED), start(lr=0.05), config)
+    d = decide(verdict(g.STALLED), start(lr=1e-3), config)
+    assert d.learning_rates == (1e-2,)
+    d = decide(verdict(g.STALLED), start(lr=0.05), config)
     # No larger rate allowed: switch, probing Adam (its 1e-3 and 1e-2 are under the cap).
     assert d.action == r.PROBE and d.optimizer == "adam"
-    assert d.probe_learning_rates == (1e-3, 1e-2)
-    d = r.decide(verdict(g.VANISHING), start(lr=1e-2), r.RescueConfig(max_learning_rate=5e-3))
-    assert d.probe_learning_rates == (1e-3,)
+    assert d.learning_rates == (1e-3, 1e-2)
+    d = decide(verdict(g.VANISHING), start(lr=1e-2), r.RescueConfig(max_learning_rate=5e-3))
+    assert d.learning_rates == (1e-3,)
 
 
 def test_a_rate_read_back_from_float32_is_the_rate_the_user_set():
@@ -152,8 +157,8 @@ def test_a_rate_read_back_from_float32_is_the_rate_the_user_set():
     # must still be 1.0, within max_learning_rate=1.0, so the probe tries it.
     state = start(optimizer="adadelta", lr=float(np.float32(1e-3)))
     assert state.learning_rate == 1e-3
-    d = r.decide(verdict(g.STALLED), state, CFG)
-    assert d.probe_learning_rates == (1e-2, 1e-1, 1.0)
+    d = decide(verdict(g.STALLED), state)
+    assert d.learning_rates == (1e-2, 1e-1, 1.0)
 
 
 def test_after_probe_needs_a_pending_probe_and_decide_refuses_one():
@@ -161,7 +166,7 @@ def test_after_probe_needs_a_pending_probe_and_decide_refuses_one():
         r.after_probe([probe(1e-3, -0.2)], start(), CFG)
     _, state = decide_apply(verdict(g.STALLED), start())
     with pytest.raises(ConfigError, match="GT121"):
-        r.decide(verdict(g.HEALTHY), state, CFG)
+        decide(verdict(g.HEALTHY), state)
     with pytest.raises(ConfigError, match="GT121"):
         r.after_probe([], state, CFG)
 
@@ -176,21 +181,20 @@ def test_probe_result_from_chunk():
 
 @pytest.mark.parametrize("kind", [g.DIVERGED, g.OSCILLATING])
 def test_too_high_rate_rolls_back_and_divides(kind):
-    state = start(lr=0.1)._replace(snapshot_step=600)
-    d = r.decide(verdict(kind), state, CFG)
-    assert d.action == r.ADJUST and d.learning_rate == pytest.approx(1e-2)
-    assert d.optimizer == "sgd" and not d.reset_optimizer and d.from_step == 600
-    assert d.change == "learning_rate 1.0e-01 -> 1.0e-02"
+    d = decide(verdict(kind), start(lr=0.1), snapshot_step=600)
+    assert d.action == r.ADJUST and d.learning_rate_to == pytest.approx(1e-2)
+    assert d.optimizer_to == "sgd" and not d.fresh_optimizer_state and d.from_step == 600
+    assert d.summary() == "learning_rate 1.0e-01 -> 1.0e-02"
 
 
 def test_lr_moves_that_did_not_help_switch_optimizer():
     state = start(lr=1.0)
     for expected in (0.1, 0.01):
         d, state = decide_apply(verdict(g.DIVERGED), state)
-        assert d.learning_rate == pytest.approx(expected) and d.optimizer == "sgd"
+        assert d.learning_rate_to == pytest.approx(expected) and d.optimizer_to == "sgd"
     p, d, state = switched(verdict(g.DIVERGED), state)
-    assert "2 learning-rate moves on sgd did not help" in p.change
-    assert d.optimizer == "adam" and d.learning_rate == 1e-3 and d.reset_optimizer
+    assert "2 learning-rate moves on sgd did not help" in p.summary()
+    assert d.optimizer_to == "adam" and d.learning_rate_to == 1e-3 and d.fresh_optimizer_state
     assert state.lr_moves == 0 and state.tried_optimizers == ("sgd", "adam")
 
 
@@ -200,13 +204,13 @@ def test_each_ladder_step_then_ladder_spent():
     config = r.RescueConfig(max_attempts=10)
     state = start("sgd", 1e-2)
     p, d, state = switched(verdict(g.VANISHING), state, config)
-    assert p.change == ("probe adam (fresh state) at learning_rate 1e-3, 1e-2 for 20 steps "
-                        "each, instead of sgd at 1.0e-02")
-    assert (d.optimizer, d.learning_rate, d.reset_optimizer) == ("adam", 1e-3, True)
-    assert d.change.startswith("optimizer sgd -> adam, learning_rate 1.0e-02 -> 1.0e-03, "
-                               "fresh optimizer state (probe: 1e-3 -20%, 1e-2 -10%)")
+    assert p.summary() == ("probe adam (fresh state) at learning_rate 1e-3, 1e-2 for 20 "
+                           "steps each, instead of sgd at 1.0e-02")
+    assert (d.optimizer_to, d.learning_rate_to, d.fresh_optimizer_state) == ("adam", 1e-3, True)
+    assert d.summary().startswith("optimizer sgd -> adam, learning_rate 1.0e-02 -> 1.0e-03, "
+                                  "fresh optimizer state (probe: 1e-3 -20%, 1e-2 -10%)")
     p, d, state = switched(verdict(g.DEAD_UNITS), state, config)
-    assert (d.optimizer, d.learning_rate) == ("rmsprop", 1e-3)
+    assert (d.optimizer_to, d.learning_rate_to) == ("rmsprop", 1e-3)
     d, state = decide_apply(verdict(g.VANISHING), state, config)
     assert d.action == r.ABORT and d.code == "GT502"
     err = r.error_for(d, state)
@@ -215,8 +219,8 @@ def test_each_ladder_step_then_ladder_spent():
 
 
 def test_optimizer_off_the_ladder_starts_at_the_bottom():
-    d = r.decide(verdict(g.VANISHING), start("adamw", 1e-3), CFG)
-    assert d.optimizer == "sgd" and d.probe_learning_rates == (1e-2, 1e-1)
+    d = decide(verdict(g.VANISHING), start("adamw", 1e-3))
+    assert d.optimizer == "sgd" and d.learning_rates == (1e-2, 1e-1)
 
 
 def test_switch_probe_keeps_the_best_rate_of_the_new_optimizer():
@@ -225,40 +229,40 @@ def test_switch_probe_keeps_the_best_rate_of_the_new_optimizer():
     p, d, state = switched(verdict(g.DEAD_UNITS), state, CFG,
                            [probe(1e-3, -0.05), probe(1e-2, -0.4)])
     assert p.action == r.PROBE and p.attempt == 1      # a probe spends no attempt
-    assert d.action == r.ADJUST and (d.optimizer, d.learning_rate) == ("adam", 1e-2)
+    assert d.action == r.ADJUST and (d.optimizer_to, d.learning_rate_to) == ("adam", 1e-2)
     assert state.attempt == 2 and state.optimizer == "adam" and state.learning_rate == 1e-2
     # About as good (-33 % against -34 %): the larger rate.
     _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
                        [probe(1e-3, -0.34), probe(1e-2, -0.33)])
-    assert d.learning_rate == 1e-2
+    assert d.learning_rate_to == 1e-2
     # Clearly worse: the better one.
     _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
                        [probe(1e-3, -0.34), probe(1e-2, -0.2)])
-    assert d.learning_rate == 1e-3
+    assert d.learning_rate_to == 1e-3
     # None lowers the loss, both flat (a plateau a few steps cannot leave): the larger ...
     _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
                        [probe(1e-3, 0.003), probe(1e-2, 0.015)])
-    assert (d.optimizer, d.learning_rate) == ("adam", 1e-2)
+    assert (d.optimizer_to, d.learning_rate_to) == ("adam", 1e-2)
     # ... one blowing up: the other ...
     _, d, _ = switched(verdict(g.VANISHING), start("sgd", 1e-2), CFG,
                        [probe(1e-3, 0.0), probe(1e-2, 1.5)])
-    assert (d.optimizer, d.learning_rate) == ("adam", 1e-3)
-    assert "1e-2 diverged" in d.change
+    assert (d.optimizer_to, d.learning_rate_to) == ("adam", 1e-3)
+    assert "1e-2 diverged" in d.summary()
     # ... and the usual rate when every loss rose (batch-1 noise) or blew up.
     for results in ([probe(1e-3, 0.25), probe(1e-2, 0.4)],
                     [probe(1e-3, 0.0, diverged=True), probe(1e-2, 1.5)]):
         _, d, _ = switched(verdict(g.DEAD_UNITS), start("sgd", 1e-2), CFG, results)
-        assert (d.optimizer, d.learning_rate) == ("adam", 1e-3)
+        assert (d.optimizer_to, d.learning_rate_to) == ("adam", 1e-3)
 
 
 def test_no_switch_probe_when_asked_for_none():
     config = r.RescueConfig(switch_probe_multipliers=())
-    d = r.decide(verdict(g.VANISHING), start("sgd", 1e-2), config)
-    assert d.action == r.ADJUST and (d.optimizer, d.learning_rate) == ("adam", 1e-3)
+    d = decide(verdict(g.VANISHING), start("sgd", 1e-2), config)
+    assert d.action == r.ADJUST and (d.optimizer_to, d.learning_rate_to) == ("adam", 1e-3)
 
 
 def test_ladder_is_climbed_not_descended():
-    d = r.decide(verdict(g.VANISHING), start("adam", 1e-3), CFG)
+    d = decide(verdict(g.VANISHING), start("adam", 1e-3))
     assert d.optimizer == "rmsprop"
 
 
@@ -285,13 +289,13 @@ def test_nonfinite_first_step_is_a_data_problem():
             "zero_grad_fraction": np.zeros(20), "grad_norm_min": np.ones(20),
             "grad_norm_max": np.ones(20), "grad_norm_argmin": np.zeros(20, int)}
     _, v = g.observe(g.GuardState(), cols, g.GuardConfig())
-    d = r.decide(v, start(), CFG)
+    d = decide(v, start())
     assert d.action == r.ABORT and d.code == "GT307"
     assert "NaN/inf in x and y" in str(r.error_for(d, start()))
 
 
 def test_zero_gradients_from_the_start_abort():
-    d = r.decide(verdict(g.DEAD_UNITS, cause="zero_gradients"), start(), CFG)
+    d = decide(verdict(g.DEAD_UNITS, cause="zero_gradients"), start())
     assert d.action == r.ABORT and d.code == "GT308"
 
 
@@ -305,7 +309,7 @@ def test_budget_spent_raises_with_every_attempt():
     _, d, state = switched(verdict(g.OSCILLATING, step=900), state)
     assert state.attempt == 4 and state.optimizer == "adam"
     d, state = decide_apply(verdict(g.DIVERGED, step=1100), state)
-    assert d.action == r.ABORT and d.code == "GT501" and "4 of 4 attempts spent" in d.change
+    assert d.action == r.ABORT and d.code == "GT501" and "4 of 4 attempts spent" in d.summary()
     err = r.error_for(d, state)
     assert isinstance(err, RescueExhaustedError) and err.code == "GT501"
     attempts = err.details["attempts"]
@@ -317,7 +321,7 @@ def test_budget_spent_raises_with_every_attempt():
 
 
 def test_no_probe_when_no_attempt_is_left():
-    d = r.decide(verdict(g.STALLED), start(), r.RescueConfig(max_attempts=1))
+    d = decide(verdict(g.STALLED), start(), r.RescueConfig(max_attempts=1))
     assert d.action == r.ABORT and d.code == "GT501"
 
 
@@ -338,12 +342,13 @@ def test_unhealthy_error_when_rescue_is_off(kind, code):
 
 def test_public_names_are_pinned():
     assert set(r.__all__) == {
-        "CONTINUE", "SNAPSHOT", "PROBE", "ADJUST", "ABORT", "RescueConfig", "RescueState",
-        "Decision", "Attempt", "ProbeResult", "initial_state", "decide", "after_probe",
+        "CONTINUE", "SNAPSHOT", "PROBE", "ADJUST", "ABORT", "Action", "RescueConfig",
+        "RescueState", "Decision", "Continue", "Snapshot", "Probe", "Adjust", "Abort",
+        "ProbeOutcome", "Attempt", "ProbeResult", "initial_state", "decide", "after_probe",
         "apply", "finish", "format_decision", "error_for", "unhealthy_error"}
     assert set(g.__all__) == {
         "HEALTHY", "CONVERGED", "STALLED", "DIVERGED", "OSCILLATING", "VANISHING",
-        "DEAD_UNITS", "REPLICA_IMBALANCE", "VERDICT_KINDS", "REQUIRED_COLUMNS",
+        "DEAD_UNITS", "REPLICA_IMBALANCE", "VERDICT_KINDS", "VerdictKind", "REQUIRED_COLUMNS",
         "GuardConfig", "Verdict", "Baseline", "GuardState", "judge", "observe", "new_attempt"}
     assert all(hasattr(r, n) for n in r.__all__) and all(hasattr(g, n) for n in g.__all__)
 
@@ -383,14 +388,14 @@ def test_deterministic():
 
 
 def test_format_other_actions():
-    d = r.decide(verdict(g.STALLED, reason=STALL_REASON), start(), CFG)
+    d = decide(verdict(g.STALLED, reason=STALL_REASON), start())
     assert r.format_decision(d) == (
         "[rescue] PROBE  attempt 1 of 4\n"
         f"  reason: {STALL_REASON}\n"
         "  change: probe learning_rate 1e-5, 1e-4, 1e-3, 1e-2 for 20 steps each "
         "(now 1.0e-06, sgd)\n"
         "  from:   snapshot at step 0")
-    d = r.decide(verdict(g.HEALTHY, step=40, settled=False), start(), CFG)
+    d = decide(verdict(g.HEALTHY, step=40, settled=False), start())
     assert r.format_decision(d).splitlines()[2] == "  change: none"
 
 
@@ -438,12 +443,13 @@ def test_protocol_rescues_a_stall_on_a_toy_run():
         chunk = toy_chunk(step + 1, 10, rstate.learning_rate, loss)
         gstate, v = g.observe(gstate, chunk, gcfg)
         step, loss = int(chunk["step"][-1]), float(chunk["loss"][-1])
-        d = r.decide(v, rstate, CFG)
+        d = r.decide(v, rstate, CFG, snapshot_step=snapshot["step"],
+                     learning_rate=rstate.learning_rate)
         if d.action == r.PROBE:
             rstate = r.apply(d, rstate)
             results = [r.ProbeResult.from_chunk(lr, toy_chunk(
-                snapshot["step"] + 1, d.probe_steps, lr, snapshot["loss"]))
-                for lr in d.probe_learning_rates]
+                snapshot["step"] + 1, d.steps, lr, snapshot["loss"]))
+                for lr in d.learning_rates]
             d = r.after_probe(results, rstate, CFG)
         rstate = r.apply(d, rstate)
         log.append(d.action)

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 
 import guardtrain as gt
-from guardtrain.records.history import load_events
+from guardtrain.records.events import load_events
+from guardtrain.records.attempts_file import load_attempts
 
 pytestmark = pytest.mark.tf
 
@@ -134,9 +135,15 @@ def test_stalled_adam_is_rescued_by_a_larger_rate(stalled_adam):
     probe = _decisions(result.run_dir, "PROBE")[0]
     adjust = _decisions(result.run_dir, "ADJUST")[0]
     assert probe["verdict"]["kind"] == "STALLED"
-    assert min(probe["probe_learning_rates"]) > 1e-6
-    assert adjust["optimizer"] == "adam" and adjust["learning_rate"] > 2e-6
+    assert min(probe["learning_rates"]) > 1e-6
+    assert adjust["optimizer_to"] == "adam" and adjust["learning_rate_to"] > 2e-6
     assert adjust["attempt"] == 2 and adjust["from_step"] == probe["from_step"]
+    # The attempts, as fields, in the run directory too.
+    assert load_attempts(result.run_dir) == result.attempts
+    second = result.attempts[1]
+    assert (second["optimizer_from"], second["optimizer"]) == ("adam", "adam")
+    assert second["learning_rate_from"] == pytest.approx(1e-6)
+    assert second["learning_rate"] == adjust["learning_rate_to"]
 
     attempts, steps = _columns(history, "attempt", "step")
     assert len(set(attempts.tolist())) >= 2
@@ -180,7 +187,7 @@ def test_nonfinite_sgd_is_rolled_back_to_a_lower_rate(replicas, tmp_path):
     verdicts = [e for e in load_events(tmp_path) if e["event"] == "verdict"]
     assert verdicts and verdicts[0]["kind"] == "DIVERGED"
     adjusts = _decisions(tmp_path, "ADJUST")
-    assert adjusts and adjusts[0]["learning_rate"] < 10.0
+    assert adjusts and adjusts[0]["learning_rate_to"] < 10.0
     assert result.history.column("learning_rate")[-1].as_py() < 10.0
     assert _all_finite(result.model.get_weights())
 
@@ -206,21 +213,21 @@ def test_deep_sigmoid_net_is_rescued_by_an_optimizer_switch(replicas, tmp_path):
                     launch=_launch(replicas))
 
     adjusts = _decisions(tmp_path, "ADJUST")
-    switches = [d for d in adjusts if d["optimizer"] != "sgd"]
-    assert switches, [d["change"] for d in adjusts]
+    switches = [d for d in adjusts if d["optimizer_to"] != "sgd"]
+    assert switches, [d["summary"] for d in adjusts]
     switch = switches[0]
     assert switch["verdict"]["kind"] == "VANISHING"
-    assert switch["reset_optimizer"] is True
+    assert switch["fresh_optimizer_state"] is True
     # The switch probed the new optimizer, fresh, at its usual rate and 10x, and kept one.
     probes = [e for e in load_events(tmp_path) if e["event"] == "probe"
-              and e.get("optimizer") == switch["optimizer"]]
+              and e.get("optimizer") == switch["optimizer_to"]]
     assert probes, [e for e in load_events(tmp_path) if e["event"] == "probe"]
     rates = [p["learning_rate"] for p in probes[0]["results"]]
     assert len(rates) == 2 and rates[1] == pytest.approx(10 * rates[0])
-    assert switch["learning_rate"] in rates
+    assert switch["learning_rate_to"] in rates
 
     assert result.verdict == "rescued"
-    final = adjusts[-1]["optimizer"]
+    final = adjusts[-1]["optimizer_to"]
     assert isinstance(result.model.optimizer, type(keras.optimizers.get(final)))
     assert not isinstance(result.model.optimizer, keras.optimizers.SGD)
     last = _attempt_rows(result.history, adjusts[-1]["attempt"])

@@ -19,8 +19,8 @@ from __future__ import annotations
 import dataclasses
 
 from guardtrain.core.errors import RescueExhaustedError, UnhealthyTrainingError
-from guardtrain.core.guard import (DEAD_UNITS, DIVERGED, OSCILLATING, REPLICA_IMBALANCE, STALLED,
-                              VANISHING, Verdict)
+from guardtrain.core.verdicts import (DEAD_UNITS, DIVERGED, OSCILLATING, REPLICA_IMBALANCE,
+                                      STALLED, VANISHING, Verdict)
 
 __all__ = ["Attempt", "VERDICT_CODES", "unhealthy_error", "exhausted_error", "abort_code",
            "fix_for", "close", "is_exhausted"]
@@ -37,7 +37,7 @@ _EXPECTED = {
     STALLED: "the weights to move ~1e-3 of their norm per step and the loss to fall",
     DIVERGED: "a finite loss that does not climb far above where the run started",
     OSCILLATING: "a loss that settles downwards, with updates ~1e-3 of the weights",
-    VANISHING: "the first layer's gradient within 1e-3 of the last layer's",
+    VANISHING: "the first layer's gradient at least 1e-2 of the last layer's",
     DEAD_UNITS: "most gradient entries non-zero",
     REPLICA_IMBALANCE: "every replica's gradient norm of the same order",
 }
@@ -61,19 +61,24 @@ _FIX = {
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Attempt:
-    """One attempt of a run: what changed, why, from which step, how it ended.
+    """One attempt of a run: what it ran with, what changed, why, from which step, how it
+    ended. Every fact is a field; ``summary`` is the same change in words, for display.
 
     Args:
         number: 1 for the run as the user configured it.
-        optimizer: Keras name of the optimizer, e.g. ``"adam"``.
-        learning_rate: the rate the attempt ran with.
+        optimizer: Keras name of the optimizer it ran, e.g. ``"adam"``.
+        learning_rate: the rate it started with.
         from_step: the step it started from (the snapshot it was rolled back to).
-        change: what changed from the previous attempt (``"start"`` for the first).
+        optimizer_from: the optimizer before the change (``None`` for attempt 1).
+        learning_rate_from: the rate before the change, as the optimizer had it then
+            (``None`` for attempt 1).
         reason: why: the verdict that ended the previous attempt (``""`` for the first).
+        summary: the change in one line, for people (``"start"`` for the first); never
+            parsed.
         outcome: ``"running"``, ``"completed"``, ``"rescued"`` (a later attempt took
             over), ``"aborted"`` or ``"exhausted"``.
         end_step: the step it ended at.
-        end_verdict: the verdict kind that ended it.
+        end_verdict: the name of the verdict kind that ended it.
         end_reason: that verdict's reason.
 
     Example:
@@ -88,8 +93,10 @@ class Attempt:
     optimizer: str
     learning_rate: float
     from_step: int
-    change: str = "start"
+    optimizer_from: str | None = None
+    learning_rate_from: float | None = None
     reason: str = ""
+    summary: str = "start"
     outcome: str = "running"
     end_step: int | None = None
     end_verdict: str | None = None
@@ -103,7 +110,7 @@ def close(attempts: tuple[Attempt, ...], *, step: int, outcome: str,
         return attempts
     last = dataclasses.replace(
         attempts[-1], outcome=outcome, end_step=int(step),
-        end_verdict=verdict.kind if verdict is not None else None,
+        end_verdict=str(verdict.kind) if verdict is not None else None,
         end_reason=reason if reason is not None else (verdict.reason if verdict else None))
     return attempts[:-1] + (last,)
 
@@ -140,7 +147,7 @@ def unhealthy_error(verdict: Verdict, *, attempts: tuple[Attempt, ...] = ()
 
     Example:
 
-    >>> from guardtrain.core.guard import Verdict
+    >>> from guardtrain.core.verdicts import Verdict
     >>> v = Verdict(kind="STALLED", step=300, reason="STALLED at step 300: ...")
     >>> unhealthy_error(v).code
     'GT301'
@@ -166,7 +173,7 @@ def exhausted_error(verdict: Verdict, *, code: str, fix: str, max_attempts: int,
 
 
 def _details(verdict: Verdict, attempts: tuple[Attempt, ...]) -> dict:
-    details = {"verdict": verdict.kind, "step": verdict.step,
+    details = {"verdict": str(verdict.kind), "step": verdict.step,
                "evidence": dict(verdict.evidence),
                "attempts": [dataclasses.asdict(a) for a in attempts]}
     if "replica" in verdict.evidence:

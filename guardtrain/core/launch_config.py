@@ -1,21 +1,17 @@
 """Where a run happens: ``LaunchConfig``.
 
-Frozen, keyword-only dataclasses validated in ``__post_init__``; a value is changed with
-``dataclasses.replace``, never by mutation. Pure module: no TensorFlow, no Ray.
+A frozen, keyword-only dataclass validated in ``__post_init__`` by the one ``Validator``
+(every wrong field reported at once; docs/architecture.md, "Errors"); a value is changed
+with ``dataclasses.replace``, never by mutation. Pure module: no TensorFlow, no Ray.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from guardtrain.core.errors import ConfigError
+from guardtrain.core.validation import Validator, is_int
 
 __all__ = ["LaunchConfig"]
-
-
-def _require(ok: bool, call: str, expected: str, found, fix: str, code: str = "GT101") -> None:
-    if not ok:
-        raise ConfigError(f"{call}: expected {expected}, found {found!r}", code=code, fix=fix)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,33 +52,41 @@ class LaunchConfig:
     step_timeout_s: float | None = 600.0
 
     def __post_init__(self):
-        _require(isinstance(self.workers, int) and self.workers >= 0,
-                 "LaunchConfig(workers=...)", "an int >= 0", self.workers,
-                 "use workers=0 to run in this process, or workers=N for N Ray workers")
-        _require(self.cpu_replicas is None
-                 or (isinstance(self.cpu_replicas, int) and self.cpu_replicas >= 1),
-                 "LaunchConfig(cpu_replicas=...)", "None or an int >= 1", self.cpu_replicas,
-                 "use cpu_replicas=2 to run MirroredStrategy over 2 logical CPUs")
-        _require(not (self.cpu_replicas and self.workers),
-                 "LaunchConfig(cpu_replicas=..., workers=...)",
-                 "cpu_replicas only with workers=0", (self.cpu_replicas, self.workers),
-                 "drop cpu_replicas: each Ray worker runs one replica per device it has")
-        _require(self.gpus_per_worker >= 0, "LaunchConfig(gpus_per_worker=...)", ">= 0",
-                 self.gpus_per_worker, "use gpus_per_worker=0 for CPU workers")
-        _require(self.cpus_per_worker > 0, "LaunchConfig(cpus_per_worker=...)", "> 0",
-                 self.cpus_per_worker, "give each worker at least a fraction of a CPU")
-        _require(isinstance(self.max_failures, int) and self.max_failures >= -1,
-                 "LaunchConfig(max_failures=...)", "an int >= -1 (-1 = unlimited)",
-                 self.max_failures, "use max_failures=2 to allow two restarts")
-        _require(isinstance(self.checkpoint_every_chunks, int)
-                 and self.checkpoint_every_chunks >= 1,
-                 "LaunchConfig(checkpoint_every_chunks=...)", "an int >= 1",
-                 self.checkpoint_every_chunks, "use checkpoint_every_chunks=10")
-        _require(self.step_timeout_s is None or self.step_timeout_s > 0,
-                 "LaunchConfig(step_timeout_s=...)", "None or > 0", self.step_timeout_s,
-                 "use step_timeout_s=600, or None to wait forever")
+        v = Validator("LaunchConfig", code="GT101")
+        v.need(is_int(self.workers) and self.workers >= 0, "workers", self.workers,
+               "an int >= 0",
+               "use workers=0 to run in this process, or workers=N for N Ray workers")
+        v.need(self.cpu_replicas is None
+               or (is_int(self.cpu_replicas) and self.cpu_replicas >= 1), "cpu_replicas",
+               self.cpu_replicas, "None or an int >= 1",
+               "use cpu_replicas=2 to run MirroredStrategy over 2 logical CPUs")
+        v.need(not (self.cpu_replicas and self.workers), "cpu_replicas=..., workers",
+               (self.cpu_replicas, self.workers), "cpu_replicas only with workers=0",
+               "drop cpu_replicas: each Ray worker runs one replica per device it has")
+        v.need(_is_real(self.gpus_per_worker) and self.gpus_per_worker >= 0,
+               "gpus_per_worker", self.gpus_per_worker, ">= 0",
+               "use gpus_per_worker=0 for CPU workers")
+        v.need(_is_real(self.cpus_per_worker) and self.cpus_per_worker > 0,
+               "cpus_per_worker", self.cpus_per_worker, "> 0",
+               "give each worker at least a fraction of a CPU")
+        v.need(is_int(self.max_failures) and self.max_failures >= -1, "max_failures",
+               self.max_failures, "an int >= -1 (-1 = unlimited)",
+               "use max_failures=2 to allow two restarts")
+        v.need(is_int(self.checkpoint_every_chunks) and self.checkpoint_every_chunks >= 1,
+               "checkpoint_every_chunks", self.checkpoint_every_chunks, "an int >= 1",
+               "use checkpoint_every_chunks=10")
+        v.need(self.step_timeout_s is None
+               or (_is_real(self.step_timeout_s) and self.step_timeout_s > 0),
+               "step_timeout_s", self.step_timeout_s, "None or > 0",
+               "use step_timeout_s=600, or None to wait forever")
+        v.raise_if_any()
 
     @property
     def distributed(self) -> bool:
         """True when the run goes to Ray workers."""
         return self.workers > 0
+
+
+def _is_real(value) -> bool:
+    # A number, infinity included (step_timeout_s=float("inf") waits forever, as None).
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

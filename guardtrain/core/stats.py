@@ -1,9 +1,10 @@
 """The per-step health statistics: names, and their host-side summary.
 
-The step (``guardtrain/engine/step.py``) computes only sums of squares and counts per variable on
-the device — the cheapest exact form — and ships them to the host once per chunk. Here,
-in NumPy, they become the columns of DESIGN §3. Keeping this part pure means every figure
-the guard reads is checked in milliseconds against an independent computation.
+The step (``guardtrain/engine/step.py``) computes only sums of squares and counts per
+variable on the device — the cheapest exact form — and ships them to the host once per
+chunk. Here, in NumPy, they become the history columns (docs/architecture.md, "What the
+loop measures"). Keeping this part pure means every figure the guard reads is checked in
+milliseconds against an independent computation.
 
 Pure module: NumPy only, no TensorFlow, no Ray.
 """
@@ -18,7 +19,8 @@ import numpy as np
 
 __all__ = ["STAT_COLUMNS", "NORM_COLUMNS", "VarLayout", "median_last", "summarise_chunk"]
 
-#: The statistics of one step, in history order (DESIGN §3).
+#: The statistics of one step, in history order (docs/architecture.md, "What the loop
+#: measures").
 STAT_COLUMNS: tuple[str, ...] = (
     "loss",
     "grad_norm_min", "grad_norm_mean", "grad_norm_max", "grad_norm_argmin",
@@ -135,7 +137,8 @@ def summarise_chunk(replica: np.ndarray, shared: np.ndarray, layout: VarLayout,
     weight_sq = shared[:, v:2 * v]
 
     # Gradients are of the loss divided by the replica count: multiply back so a norm
-    # does not change with the number of replicas (DESIGN §3).
+    # does not change with the number of replicas (docs/architecture.md, "What the loop
+    # measures").
     rep_norms = n_rep * np.sqrt(grad_sq.sum(axis=-1))
     layer_grad = n_rep * np.sqrt(layout.per_layer(grad_sq))          # [steps, R, L]
     layer_update = np.sqrt(layout.per_layer(update_sq))              # [steps, L]

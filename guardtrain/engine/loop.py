@@ -27,8 +27,10 @@ from typing import Protocol
 import keras
 import numpy as np
 
-from guardtrain.records.history import EventLog, HistoryWriter
+from guardtrain.records.events import EventLog
+from guardtrain.records.history import HistoryWriter
 from guardtrain.engine.snapshot import Snapshot
+from guardtrain.core.rates import round_rate
 from guardtrain.core.stats import median_last, summarise_chunk
 from guardtrain.engine.step import StepRunner
 
@@ -38,30 +40,64 @@ logger = logging.getLogger(__name__)
 
 
 class Supervisor(Protocol):
-    """What the loop calls after every chunk (the guard and rescue plug in here)."""
+    """Whoever steers the loop (the guard and rescue plug in here). The loop calls these
+    and reads these, and nothing else: every supervisor implements all of it
+    (docs/architecture.md, "Layout").
 
-    def begin(self, loop: "TrainLoop") -> None: ...
+    Attributes:
+        verdict: the run's verdict so far (``"healthy"``, ``"rescued"``, ``"failed"``, ...).
+        attempts: every attempt so far, as dicts (``Result.attempts``).
+        attempt: the running attempt's number (the key of the history rows).
+        last_label: the verdict label of the last chunk judged, also when judging it
+            raised (the rows of that chunk are labelled with it).
+    """
+
+    verdict: str
+    attempts: list[dict]
+    last_label: str | None
+
+    @property
+    def attempt(self) -> int: ...
+
+    def begin(self, loop: "TrainLoop") -> None:
+        """Before the first chunk (also on a resumed run)."""
 
     def after_chunk(self, loop: "TrainLoop", stats: dict[str, np.ndarray]) -> str:
         """Judges the chunk, may act on the loop; returns the verdict label for its rows."""
 
-    def end(self, loop: "TrainLoop") -> None: ...
+    def end(self, loop: "TrainLoop") -> None:
+        """After the last chunk of a run that was not stopped by an error."""
+
+    def state(self) -> dict:
+        """What a crash-recovery checkpoint keeps (picklable)."""
+
+    def restore(self, state: dict) -> None:
+        """Takes over what ``state()`` returned, on a resumed run."""
 
 
 class Unsupervised:
-    """No guard: every chunk is recorded as ``unjudged``."""
+    """No guard: every chunk is recorded as ``unjudged``; one attempt, never touched."""
 
-    verdict = "healthy"
-    attempts: list = []
-    last_label = None
+    def __init__(self):
+        self.verdict = "healthy"
+        self.attempts: list[dict] = []
+        self.attempt = 1
+        self.last_label: str | None = None
 
-    def begin(self, loop):
+    def begin(self, loop) -> None:
         pass
 
-    def after_chunk(self, loop, stats):
-        return "unjudged"
+    def after_chunk(self, loop, stats) -> str:
+        self.last_label = "unjudged"
+        return self.last_label
 
-    def end(self, loop):
+    def end(self, loop) -> None:
+        pass
+
+    def state(self) -> dict:
+        return {}
+
+    def restore(self, state: dict) -> None:
         pass
 
 
@@ -89,7 +125,8 @@ class TrainLoop:
         history: where step rows go; events: the events log.
         supervisor: the guard/rescue hook (``Unsupervised`` when the guard is off).
         is_chief: writes files only when True (rank 0 on Ray).
-        attempt, position: where a resumed run starts (crash recovery).
+        position: where a resumed run starts (crash recovery; the attempt number comes
+            back through ``supervisor.restore``).
         chunk_hooks: called with the loop after every chunk, on every rank (checkpoints,
             the watchdog's beat).
         stats_every: measure the norms on one step in k (the loss on all; see StepRunner).
@@ -99,7 +136,7 @@ class TrainLoop:
                  callbacks=None, verbose: int = 1, validation_data=None,
                  validation_batch_size: int | None = None,
                  history: HistoryWriter, events: EventLog, supervisor: Supervisor | None = None,
-                 is_chief: bool = True, attempt: int = 1, position: Position | None = None,
+                 is_chief: bool = True, position: Position | None = None,
                  chunk_hooks=(), stats_every: int = 1):
         self.model = model
         self.strategy = strategy
@@ -112,7 +149,6 @@ class TrainLoop:
         self.events = events
         self.supervisor = supervisor or Unsupervised()
         self.is_chief = is_chief
-        self.attempt = attempt
         self.pos = position or Position()
         self.chunk_hooks = list(chunk_hooks)
         self.snapshot = Snapshot(model, strategy)
@@ -125,11 +161,23 @@ class TrainLoop:
 
     # -- what the supervisor may read and change -----------------------------------------
     @property
+    def attempt(self) -> int:
+        """The running attempt's number; the supervisor's rescue state owns it."""
+        return self.supervisor.attempt
+
+    @property
     def learning_rate(self) -> float:
-        # float() on the variable raises under a strategy (PITFALLS 14); the variable is
-        # float32, so 1e-6 reads back as 9.99999997e-07: keep float32's 7 digits.
-        value = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
-        return float(f"{value:.7g}")
+        """The optimizer's rate now (a callback or a schedule may have moved it)."""
+        # float() on a distributed variable raises under a strategy: read it through
+        # NumPy. The variable is float32 (1e-6 reads back as 9.99999997e-07): round_rate
+        # gives the rate back as typed, the same rounding the rescue uses.
+        return round_rate(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    @property
+    def snapshot_step(self) -> int:
+        """The step of the last healthy snapshot: the engine keeps the weights, so it
+        keeps their step, and the rescue reads it here."""
+        return self.snapshot.step
 
     def set_learning_rate(self, value: float) -> None:
         """Assigns the rate held in the optimizer's variable: no retrace."""
@@ -210,7 +258,8 @@ class TrainLoop:
         steps = np.arange(pos.step + 1, pos.step + n + 1)
         opt, attempt = self.optimizer_name, self.attempt
         self.pos = Position(pos.step + n, pos.epoch, pos.step_in_epoch + n)
-        # The metrics were read inside the chunk, on every rank (sync-on-read, PITFALLS 17).
+        # The metrics were read inside the chunk, on every rank: a sync-on-read variable
+        # read outside it would be a collective only some ranks join.
         logs = dict(out.metrics)
         measured = stats["measured"]
         logs["update_ratio"] = float(median_last(stats["update_ratio"][measured]))
@@ -225,8 +274,7 @@ class TrainLoop:
         try:
             verdict = self.supervisor.after_chunk(self, stats)
         finally:
-            self.history.relabel_last(attempt, n, getattr(self.supervisor, "last_label", None)
-                                      or verdict)
+            self.history.relabel_last(attempt, n, self.supervisor.last_label or verdict)
         self.logs = logs
         cbs.on_train_batch_end(pos.step_in_epoch + n - 1, logs)
         for hook in self.chunk_hooks:

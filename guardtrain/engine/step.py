@@ -114,8 +114,8 @@ class StepRunner:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = model(x, training=True)
-            # Under a strategy Keras divides this by the replica count (PITFALLS 12);
-            # stats.summarise_chunk multiplies it back.
+            # Under a strategy, Keras losses with the default reduction already divide by the
+            # replica count; stats.summarise_chunk multiplies it back.
             loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
                                       training=True)
             model._loss_tracker.update_state(

@@ -5,15 +5,18 @@ the weights. After every chunk:
 
 ```
 verdict  = observe(window + chunk)          every figure already gathered across replicas
-decision = decide(verdict, rescue state)    so every worker takes the same branch
-  SNAPSHOT  keep the weights and optimizer state on the device as the last healthy ones
-  PROBE     from the snapshot, a few steps at each larger rate; restore; after_probe
-  ADJUST    restore the snapshot, new rate or new optimizer, attempt += 1
-  ABORT     restore the last healthy weights, raise the diagnosis
+decision = decide(verdict, rescue state,    so every worker takes the same branch; the
+                  snapshot step, rate now)  rate and the snapshot step are the loop's
+  Snapshot  keep the weights and optimizer state on the device as the last healthy ones
+  Probe     from the snapshot, a few steps at each larger rate; restore; after_probe
+  Adjust    restore the snapshot, new rate or new optimizer, attempt += 1
+  Abort     restore the last healthy weights, raise the diagnosis
 ```
 
 Probe steps are never recorded and never reach the run's weights: each candidate starts
-from the snapshot, and the snapshot is restored after the last one.
+from the snapshot, and the snapshot is restored after the last one. Every PROBE, ADJUST
+and ABORT becomes one ``decision`` event (``Decision.record()``), and the attempt list is
+rewritten to ``attempts.json`` whenever it changes (docs/architecture.md, "Rescue").
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ import numpy as np
 
 from guardtrain.core import guard as guard_mod
 from guardtrain.core import rescue as rescue_mod
+from guardtrain.core.attempts import close
 from guardtrain.core.errors import ConfigError
 from guardtrain.core.guard import GuardConfig, GuardState
 from guardtrain.core.rescue import RescueConfig
+from guardtrain.records.attempts_file import write_attempts
 
 __all__ = ["GuardSupervisor", "make_optimizer"]
 
@@ -62,12 +67,23 @@ def _config(value, cls, name):
 class GuardSupervisor:
     """The guard and the rescue, plugged into ``TrainLoop`` (see the module doc).
 
+    Implements the loop's ``Supervisor`` protocol: ``begin``, ``after_chunk``, ``end``,
+    ``state``/``restore``, and ``verdict``, ``attempts``, ``attempt``, ``last_label``.
+
     Args:
         guard: a ``GuardConfig`` (``None`` = defaults).
         rescue: a ``RescueConfig``, or ``False``: unhealthy verdicts then raise
             ``UnhealthyTrainingError`` instead of being acted on.
-        events: the run's ``EventLog``.
+        events: the run's ``EventLog``; ``attempts.json`` is written beside it when it
+            writes (rank 0).
         verbose: print one block per decision (also logged).
+
+    Example:
+
+    >>> supervisor = GuardSupervisor(events=EventLog(run_dir))           # doctest: +SKIP
+    >>> TrainLoop(..., supervisor=supervisor).run()                      # doctest: +SKIP
+    >>> supervisor.verdict, supervisor.attempts[-1]["outcome"]           # doctest: +SKIP
+    ('healthy', 'completed')
     """
 
     def __init__(self, *, guard=None, rescue=None, events, verbose: int = 1):
@@ -84,6 +100,11 @@ class GuardSupervisor:
         self._adjusted = False  # an ADJUST waits for a healthy verdict to count as rescued
         self._probed = None     # the optimizer a switch probe installed, until the ADJUST
 
+    @property
+    def attempt(self) -> int:
+        """The running attempt's number: the rescue state owns it."""
+        return self.rstate.attempt if self.rstate is not None else 1
+
     # -- the hook ------------------------------------------------------------------------
     def begin(self, loop) -> None:
         if self.rstate is None:  # a resumed run brings its state and its snapshot
@@ -94,10 +115,12 @@ class GuardSupervisor:
             self.events.add("guard", config=dataclasses.asdict(self.guard_config),
                             rescue=dataclasses.asdict(self.rescue_config)
                             if self.rescue_enabled else False)
+        self._record_attempts(self.rstate.attempts)
 
     def after_chunk(self, loop, stats: dict[str, np.ndarray]) -> str:
         self.gstate, verdict = guard_mod.observe(self.gstate, stats, self.guard_config)
-        label = verdict.kind if verdict.settled else f"{verdict.kind} (warm-up)"
+        kind = str(verdict.kind)
+        label = kind if verdict.settled else f"{kind} (warm-up)"
         self.last_label = label
         if self._adjusted and verdict.settled and not verdict.unhealthy:
             self.verdict = "rescued"
@@ -105,11 +128,18 @@ class GuardSupervisor:
             self.events.add("verdict", **dataclasses.asdict(verdict))
             logger.warning("[guard] %s", verdict.reason)
             if not self.rescue_enabled:
-                self.last_label = verdict.kind
+                self.last_label = kind
                 loop.rewind()
                 self.verdict = "failed"
+                self._record_attempts(close(self.rstate.attempts, step=verdict.step,
+                                            outcome="aborted", verdict=verdict))
                 raise rescue_mod.unhealthy_error(verdict, attempts=self.rstate.attempts)
-        decision = rescue_mod.decide(verdict, self.rstate, self.rescue_config)
+        # The rate and the snapshot step are read from the loop, where they live: a
+        # callback (ReduceLROnPlateau, a scheduler) may have moved the rate since the
+        # rescue last set it, and the engine's snapshot holds the weights of its step.
+        decision = rescue_mod.decide(verdict, self.rstate, self.rescue_config,
+                                     snapshot_step=loop.snapshot_step,
+                                     learning_rate=loop.learning_rate)
         # A rate probe may end in a switch, which probes the next optimizer in turn.
         while decision.action == rescue_mod.PROBE:
             self._say(decision)
@@ -126,7 +156,7 @@ class GuardSupervisor:
             self.verdict = "rescued" if _falling(self.gstate.window,
                                                  self.guard_config.flat_loss_fraction) else "failed"
         self.rstate = rescue_mod.finish(self.rstate, step=loop.pos.step)
-        self.attempts = [dataclasses.asdict(a) for a in self.rstate.attempts]
+        self._record_attempts(self.rstate.attempts)
 
     # -- carrying out a decision ------------------------------------------------------------
     def _act(self, loop, decision) -> None:
@@ -141,32 +171,31 @@ class GuardSupervisor:
         if action == rescue_mod.ABORT:
             loop.rewind()  # the user gets the last healthy weights, not the broken ones
             self.verdict = "failed"
-            self.attempts = [dataclasses.asdict(a)
-                             for a in rescue_mod.apply(decision, self.rstate).attempts]
+            self._record_attempts(rescue_mod.apply(decision, self.rstate).attempts)
             raise rescue_mod.error_for(decision, self.rstate)
         # ADJUST: back to the snapshot, then the new rate or the new optimizer.
-        reset = decision.reset_optimizer or _has_schedule(loop.model.optimizer)
-        if reset and self._probed == decision.optimizer:
+        fresh = decision.fresh_optimizer_state or _has_schedule(loop.model.optimizer)
+        if fresh and self._probed == decision.optimizer_to:
             # A switch probe installed this optimizer fresh and rebound the snapshot to
             # that fresh state: restoring it is a fresh start without a second retrace.
             loop.rewind()
-            loop.set_learning_rate(decision.learning_rate)
-            reset = False
+            loop.set_learning_rate(decision.learning_rate_to)
+            fresh = False
         else:
-            loop.rewind(with_optimizer=not reset)
+            loop.rewind(with_optimizer=not fresh)
         self._probed = None
-        if reset:
+        if fresh:
             previous = loop.model.optimizer
             loop.switch_optimizer(lambda: make_optimizer(
-                decision.optimizer, decision.learning_rate, previous))
+                decision.optimizer_to, decision.learning_rate_to, previous))
         else:
-            loop.set_learning_rate(decision.learning_rate)
-        loop.attempt = decision.attempt
+            loop.set_learning_rate(decision.learning_rate_to)
         from_start = decision.from_step == self.rstate.attempts[0].from_step
-        self.rstate = rescue_mod.apply(decision, self.rstate)
+        self.rstate = rescue_mod.apply(decision, self.rstate)   # attempt += 1
         self.gstate = guard_mod.new_attempt(self.gstate, from_start=from_start)
         self._adjusted = True
         self.verdict = "adjusted"  # until the new attempt is judged healthy
+        self._record_attempts(self.rstate.attempts)
 
     def _probe(self, loop, decision) -> list:
         """A short range test from the snapshot; leaves the loop at the snapshot.
@@ -178,16 +207,16 @@ class GuardSupervisor:
             loop.rewind(with_optimizer=False)
             previous = loop.model.optimizer
             loop.switch_optimizer(lambda: make_optimizer(
-                decision.optimizer, decision.probe_learning_rates[0], previous))
+                decision.optimizer, decision.learning_rates[0], previous))
             self._probed = decision.optimizer
-        for lr in decision.probe_learning_rates:
+        for lr in decision.learning_rates:
             loop.rewind()
             loop.set_learning_rate(lr)
-            stats = loop.run_steps(decision.probe_steps)
+            stats = loop.run_steps(decision.steps)
             results.append(rescue_mod.ProbeResult.from_chunk(lr, stats))
         loop.rewind()
         if not self._probed:  # after a switch probe, the ADJUST that follows sets the rate
-            loop.set_learning_rate(self.rstate.learning_rate)
+            loop.set_learning_rate(decision.learning_rate_from)
         self.events.add("probe", step=decision.step, optimizer=loop.optimizer_name, results=[
             {"learning_rate": r.learning_rate, "loss_start": r.loss_start,
              "loss_end": r.loss_end, "finite": r.all_finite} for r in results])
@@ -195,10 +224,16 @@ class GuardSupervisor:
 
     def _say(self, decision) -> None:
         block = rescue_mod.format_decision(decision)
-        self.events.add("decision", **dataclasses.asdict(decision))
+        self.events.add("decision", **decision.record())
         logger.info("%s", block)
         if self.verbose:
             print(block, flush=True)
+
+    def _record_attempts(self, attempts) -> None:
+        """The attempt list as dicts (``Result.attempts``), and in ``attempts.json``."""
+        self.attempts = [dataclasses.asdict(a) for a in attempts]
+        if self.events.enabled:
+            write_attempts(self.events.path.parent, self.attempts)
 
     # -- crash recovery ----------------------------------------------------------------------
     def state(self) -> dict:
@@ -206,9 +241,12 @@ class GuardSupervisor:
                 "adjusted": self._adjusted, "last_label": self.last_label}
 
     def restore(self, state: dict) -> None:
+        """Takes over a checkpoint's state: the attempt number comes back with it."""
         self.gstate, self.rstate, self.verdict = state["gstate"], state["rstate"], state["verdict"]
         self._adjusted = state.get("adjusted", False)
         self.last_label = state.get("last_label")
+        if self.rstate is not None:
+            self.attempts = [dataclasses.asdict(a) for a in self.rstate.attempts]
 
 
 def _falling(window, fraction: float) -> bool:
@@ -222,7 +260,7 @@ def _falling(window, fraction: float) -> bool:
 
 
 def _has_schedule(optimizer) -> bool:
-    # Assigning a rate to an optimizer built with a schedule raises (PITFALLS 14): such
-    # an optimizer is rebuilt with a constant rate instead.
+    # Assigning a rate to an optimizer built with a schedule raises (Keras 3): such an
+    # optimizer is rebuilt with a constant rate instead.
     return isinstance(getattr(optimizer, "_learning_rate", None),
                       keras.optimizers.schedules.LearningRateSchedule)

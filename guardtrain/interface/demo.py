@@ -14,7 +14,7 @@ momentum  SGD, lr 0.5 with momentum 0.99  model.fit: the loss jumps between 4 an
 Everything is small (2,560 samples, 8 features, an MLP or a tiny CNN, a few epochs) so the
 whole demo takes 15-30 s on 2 CPU cores. The runs are ~40 steps per epoch, so the
 guard judges smaller windows than its defaults (``warmup_steps=10, window_steps=30``
-instead of 100 and 200): the output says so.
+instead of 50 and 100): the output says so.
 """
 
 from __future__ import annotations
@@ -115,14 +115,14 @@ def _guarded_fit(build, x, y, val, run_dir: Path):
 
 
 def _decisions(run_dir: Path) -> list[dict]:
-    from guardtrain.records.history import load_events
+    from guardtrain.records.events import load_events
 
     return [e for e in load_events(run_dir) if e.get("event") == "decision"
             and e.get("action") in ("ADJUST", "ABORT")]
 
 
 def _after(run_dir: Path, result) -> None:
-    from guardtrain.interface.reporting import plot
+    from guardtrain.interface.plotting import plot
 
     png = plot(run_dir, run_dir / "report.png")
     loss = result.logs.get("loss")
@@ -234,11 +234,21 @@ def _what_it_did(run_dir: Path, result) -> str:
     steps = []
     for d in decisions:
         kind = (d.get("verdict") or {}).get("kind", "?")
-        change = str(d.get("change", "")).split(" (")[0].replace("learning_rate", "lr")
-        steps.append(f"{kind} at step {d.get('step')}: {change}")
+        steps.append(f"{kind} at step {d.get('step')}: {_change(d)}")
     done = "; ".join(steps) or "nothing to do"
     loss = result.logs.get("val_loss")
     return done + (f"; val_loss {loss:.3f}" if loss is not None else "")
+
+
+def _change(decision: dict) -> str:
+    """What a decision changed, from its fields: 'lr 1.0e-06 -> 1.0e-02', 'optimizer sgd ->
+    adam, lr 1.0e-02 -> 1.0e-03', or 'stop [GT306]'."""
+    if decision.get("action") == "ABORT":
+        return f"stop [{decision.get('code')}]"
+    rate = f"lr {decision['learning_rate_from']:.1e} -> {decision['learning_rate_to']:.1e}"
+    if decision["optimizer_to"] != decision["optimizer_from"]:
+        return f"optimizer {decision['optimizer_from']} -> {decision['optimizer_to']}, {rate}"
+    return rate
 
 
 SITUATIONS = {
