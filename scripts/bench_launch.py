@@ -100,7 +100,7 @@ def _timing_callback(out_path: str, t0: float, timed_epoch: int):
             self.epoch_s[epoch] = time.perf_counter() - self.epoch_start[epoch]
 
         def on_train_end(self, logs=None):
-            from guardtrain.ray.launch import worker_context
+            from guardtrain.ray.worker import worker_context
 
             if worker_context().rank != 0:
                 return

@@ -1,5 +1,6 @@
 """Parquet sources (guardtrain.data), their columns (GT262, GT263) and dispatch to Ray
-workers (GT260, GT261, GT264)."""
+workers (GT260, GT264). The cluster's resources are not an input problem: they are
+compared once, at launch (tests/test_resources.py)."""
 
 import os
 
@@ -9,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from guardtrain.checking import codes, sources
-from guardtrain.checking.dispatch import check_dispatch, check_resources, ray_resources
+from guardtrain.checking.dispatch import check_dispatch
 from guardtrain.checking.parquet_schema import check_columns
 from guardtrain.checking.specs import Inputs
 from guardtrain.core.launch_config import LaunchConfig
@@ -117,30 +118,6 @@ def test_relative_parquet_path_warns_for_workers(table_dir, monkeypatch):
     assert check_dispatch(inputs, LaunchConfig()) == []
 
 
-@pytest.mark.pure
-def test_resources_the_cluster_does_not_have():
-    cluster = {"CPU": 2.0, "memory": 1e9}
-    [p] = check_resources(LaunchConfig(workers=2, gpus_per_worker=1), cluster)
-    assert p.code == "GT261" and "0 GPU" in p.found and "gpus_per_worker=0" in p.fix
-    [p] = check_resources(LaunchConfig(workers=4, cpus_per_worker=1), cluster)
-    assert "4 CPU" in p.expected and "workers=2" in p.fix
-    assert check_resources(LaunchConfig(workers=2, cpus_per_worker=1), cluster) == []
-    nodes = [{"CPU": 1.0}, {"CPU": 1.0}]
-    [p] = check_resources(LaunchConfig(workers=1, cpus_per_worker=2), cluster, nodes)
-    assert "largest node has 1 CPU" in p.found
-
-
-@pytest.mark.pure
-def test_ray_resources_never_starts_ray():
-    import sys
-
-    ray = sys.modules.get("ray")
-    if ray is None:
-        assert ray_resources() is None
-    elif not ray.is_initialized():
-        assert ray_resources() is None and not ray.is_initialized()
-
-
 @pytest.mark.tf
 def test_check_with_workers_reports_dataset_object():
     import keras
@@ -156,3 +133,15 @@ def test_check_with_workers_reports_dataset_object():
     fn = lambda ctx: ds.batch(ctx.get_per_replica_batch_size(8))  # noqa: E731
     report = check(model, fn, launch=LaunchConfig(workers=2))
     assert report.input_kind == "dataset_fn"
+
+
+@pytest.mark.tf
+def test_check_leaves_cluster_resources_to_the_launch():
+    import keras
+    from guardtrain.checking import check
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x, y = np.random.rand(64, 4).astype("float32"), np.random.rand(64).astype("float32")
+    report = check(model, x, y, batch_size=8, launch=LaunchConfig(workers=2, gpus_per_worker=1))
+    assert not [w for w in report.warnings if w.code.startswith("GT26")]

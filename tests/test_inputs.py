@@ -53,10 +53,29 @@ def test_without_a_seed_the_global_seed_makes_the_order_reproducible():
 
 
 def test_no_rows_is_a_clear_error_not_an_endless_search_for_a_batch():
-    from guardtrain.core.errors import ConfigError
+    from guardtrain.core.errors import InputSpecError
 
-    with pytest.raises(ConfigError, match="at least one row, found 0") as err:
+    with pytest.raises(InputSpecError, match="at least one row on every worker") as err:
         make_train_data(np.zeros((0, 1), np.float32), np.zeros(0, np.int64), batch_size=4,
                         steps_per_epoch=None, shuffle=True,
                         strategy=tf.distribute.get_strategy())
-    assert err.value.code == "GT240"
+    assert err.value.code == "GT274" and [p.code for p in err.value.problems] == ["GT274"]
+
+
+def test_a_worker_shard_runs_per_replica_batches_of_its_own_rows_in_order():
+    """The Ray worker's path: ``shard_inputs`` then ``presharded=True`` — each worker's
+    rows, ``batch / replicas`` a step, and the step count fixed from the whole data."""
+    from guardtrain.engine.inputs import num_samples, shard_inputs
+
+    x = np.arange(10, dtype=np.float32)[:, None]
+    y = np.arange(10, dtype=np.int64)
+    assert num_samples(x) == num_samples({"a": x}) == 10
+    sx, sy = shard_inputs(x, y, 1, 2)                   # rank 1 of 2: rows 5..9
+    assert sy.tolist() == [5, 6, 7, 8, 9]
+    sd, _ = shard_inputs({"a": x}, None, 0, 2)
+    assert sd["a"][:, 0].tolist() == [0, 1, 2, 3, 4]
+    data = make_train_data(sx, sy, batch_size=4, steps_per_epoch=3, shuffle=False,
+                           strategy=tf.distribute.get_strategy(), presharded=True)
+    assert (data.steps_per_epoch, data.num_samples) == (3, 5)
+    seen = [next(data.iterator)[1].numpy().tolist() for _ in range(3)]
+    assert seen == [[5, 6, 7, 8], [9], [5, 6, 7, 8]]    # one replica: the whole batch of 4

@@ -37,8 +37,8 @@ import pytest
 
 import guardtrain as gt
 from guardtrain.data import ParquetSource
-from guardtrain.records.history import load_events
-from guardtrain.ray.launch import worker_context
+from guardtrain.records.events import load_events
+from guardtrain.ray.worker import worker_context
 
 pytestmark = pytest.mark.ray
 
@@ -299,7 +299,7 @@ def test_stalled_adam_is_rescued_on_two_workers(rescued):
     assert "PROBE" in actions and "ADJUST" in actions
     assert actions.index("PROBE") < actions.index("ADJUST")
     [adjust] = [e for e in _events(result, "decision") if e["action"] == "ADJUST"]
-    assert adjust["learning_rate"] > 1e-6 * 10
+    assert adjust["learning_rate_to"] > 1e-6 * 10
     assert set(_column(result.history, "attempt").tolist()) == {1, 2}
 
 
@@ -349,7 +349,7 @@ def test_restart_after_a_rescue_keeps_the_new_rate_and_records_each_step_once(
     assert steps[attempts == 2].tolist() == list(range(1, 201))
     # after the restart the run goes on at the adjusted rate, not the compiled 1e-6
     rates = _column(history, "learning_rate")[attempts == 2]
-    np.testing.assert_allclose(rates, adjust["learning_rate"], rtol=1e-6)
+    np.testing.assert_allclose(rates, adjust["learning_rate_to"], rtol=1e-6)
     assert _one(result, "end")["same_decisions"] is True
 
 

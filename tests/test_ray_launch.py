@@ -18,7 +18,8 @@ import pytest
 from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.core.errors import (ConfigError, GuardtrainError, InputSpecError, LaunchError,
                                Problem, RescueExhaustedError, UnhealthyTrainingError)
-from guardtrain.ray.cluster import check_resources
+from guardtrain.core.resources import check_resources
+from guardtrain.ray import checkpoint, watchdog, worker
 from guardtrain.ray import launch as rl
 # ------------------------------------------------------------------------------ pure
 
@@ -146,23 +147,23 @@ def test_worker_wrapper_makes_unpicklable_errors_picklable_and_tags_rank():
         return fn
 
     with pytest.raises(LaunchError) as info:
-        rl._on_worker(raises(_NoReduce(1, 2)))({})
+        worker.on_worker(raises(_NoReduce(1, 2)))({})
     assert info.value.code == "GT430" and info.value.error_type == "_NoReduce"
     assert "_NoReduce" in info.value.traceback
     pickle.loads(pickle.dumps(info.value))
 
     with pytest.raises(UnhealthyTrainingError) as info:
-        rl._on_worker(raises(UnhealthyTrainingError("stalled", code="GT301")))({})
+        worker.on_worker(raises(UnhealthyTrainingError("stalled", code="GT301")))({})
     assert info.value.rank == 0
 
     with pytest.raises(ValueError):  # picklable: passes through untouched
-        rl._on_worker(raises(ValueError("x")))({})
+        worker.on_worker(raises(ValueError("x")))({})
 
 
 @pytest.mark.pure
 def test_watchdog_reports_rank_step_and_stack():
     fired = []
-    with rl.Watchdog(0.3, rank=3, on_timeout=fired.append) as dog:
+    with watchdog.Watchdog(0.3, rank=3, on_timeout=fired.append) as dog:
         for step in range(5):  # beating keeps it quiet
             time.sleep(0.1)
             dog.beat(step)
@@ -176,22 +177,44 @@ def test_watchdog_reports_rank_step_and_stack():
 @pytest.mark.pure
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT delivery to the main thread")
 def test_watchdog_interrupts_a_blocked_main_thread():
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    start = time.monotonic()
-    with pytest.raises(LaunchError) as info:
-        with rl.Watchdog(0.5, rank=0):
-            time.sleep(30)  # a step that never returns
+    # Install the handler this path needs: a job started from a background shell or by a
+    # scheduler inherits SIGINT as ignored, and the next test covers that case.
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        start = time.monotonic()
+        with pytest.raises(LaunchError) as info:
+            with watchdog.Watchdog(0.5, rank=0):
+                time.sleep(30)  # a step that never returns
+    finally:
+        signal.signal(signal.SIGINT, saved)
+    assert info.value.code == "GT440"
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.pure
+def test_watchdog_interrupts_the_main_thread_when_sigint_is_ignored():
+    # With SIGINT ignored (nohup, a batch scheduler) the watchdog cannot signal: it raises
+    # in the watched thread instead, which lands between two Python bytecodes.
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        start = time.monotonic()
+        with pytest.raises(LaunchError) as info:
+            with watchdog.Watchdog(0.5, rank=0):
+                while time.monotonic() - start < 30:  # a step that never returns
+                    time.sleep(0.01)
+    finally:
+        signal.signal(signal.SIGINT, saved)
     assert info.value.code == "GT440"
     assert time.monotonic() - start < 5
 
 
 @pytest.mark.pure
 def test_disabled_watchdog_and_bad_timeout():
-    with rl.Watchdog(None) as dog:
+    with watchdog.Watchdog(None) as dog:
         dog.beat(1)
     assert dog.error is None
     with pytest.raises(ConfigError):
-        rl.Watchdog(0)
+        watchdog.Watchdog(0)
 
 
 @pytest.mark.pure
@@ -220,11 +243,11 @@ def test_run_on_workers_refuses_before_touching_ray(tmp_path):
 
 @pytest.mark.pure
 def test_checkpoint_helpers_outside_ray_worker():
-    assert rl.worker_context() == rl.WorkerContext(0, 1, 0, 0, False)
+    assert worker.worker_context() == worker.WorkerContext(0, 1, 0, 0, False)
     with pytest.raises(LaunchError, match="GT450"):
-        rl.save_state({"step": 1})
+        checkpoint.save_state({"step": 1})
     with pytest.raises(LaunchError, match="GT450"):
-        rl.load_state()
+        checkpoint.load_state()
 
 
 # ------------------------------------------------------------------------------- ray
@@ -274,11 +297,11 @@ def _checksum(model) -> float:
 
 
 def _all_reduce_fn(config):
-    strategy = rl.make_worker_strategy(timeout_s=60)  # first TF op in the worker
+    strategy = worker.make_worker_strategy(timeout_s=60)  # first TF op in the worker
     import ray
     import tensorflow as tf
 
-    ctx = rl.worker_context()
+    ctx = worker.worker_context()
     with strategy.scope():
         model = _tiny_model()
         model.optimizer.build(model.trainable_variables)
@@ -311,7 +334,7 @@ def test_two_workers_on_two_nodes_all_reduce_and_train_in_step(ray_cluster, tmp_
 
 
 def _raise_on_rank_1(config):
-    if rl.worker_context().rank == 1:
+    if worker.worker_context().rank == 1:
         raise ConfigError("learning_rate must be > 0", code="GT123", fix="use 1e-3",
                           details={"field": "learning_rate"})
     time.sleep(600)  # rank 0 waits, as on a collective, until Ray tears the group down
@@ -345,18 +368,19 @@ def test_unsatisfiable_requests_fail_in_seconds(ray_cluster, tmp_path):
 
 
 def _kill_once_then_resume(config):
-    strategy = rl.make_worker_strategy(timeout_s=60)
-    ctx = rl.worker_context()
+    strategy = worker.make_worker_strategy(timeout_s=60)
+    ctx = worker.worker_context()
     with strategy.scope():
         model = _tiny_model()
         model.optimizer.build(model.trainable_variables)
-    state = rl.load_state(read_fn=lambda d: model.load_weights(os.path.join(d, "m.weights.h5")))
+    state = checkpoint.load_state(
+        read_fn=lambda d: model.load_weights(os.path.join(d, "m.weights.h5")))
     if state is not None:
         return {"resumed": True, "state": state, "checksum": _checksum(model)}
     _train_steps(strategy, model, ctx.rank, steps=3)
-    rl.save_state({"step": 3, "checksum": _checksum(model)},
-                  write_fn=lambda d: model.save_weights(os.path.join(d, "m.weights.h5")),
-                  metrics={"step": 3})
+    checkpoint.save_state({"step": 3, "checksum": _checksum(model)},
+                          write_fn=lambda d: model.save_weights(os.path.join(d, "m.weights.h5")),
+                          metrics={"step": 3})
     if ctx.rank == 1 and not os.path.exists(config["marker"]):
         open(config["marker"], "w").close()
         os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies, once
@@ -376,9 +400,9 @@ def test_checkpoint_restored_after_worker_process_is_killed(ray_cluster, tmp_pat
 
 
 def _hang_on_both_ranks(config):
-    rank = rl.worker_context().rank
+    rank = worker.worker_context().rank
     if rank == 0:
-        dog = rl.Watchdog(config["timeout_s"]).start()
+        dog = watchdog.Watchdog(config["timeout_s"]).start()
         dog.beat(step=7)
     time.sleep(600)  # a step that never returns, on both ranks; only rank 0 is watched
 
@@ -428,10 +452,10 @@ def test_embedded_ray_is_private_small_and_cleaned_up(tmp_path):
 
 _LATE_STRATEGY = """
 import tensorflow as tf
-from guardtrain.ray import launch as rl
+from guardtrain.ray import launch as rl, worker
 tf.constant(1.0) + 1  # a TensorFlow op before the strategy
 try:
-    rl.make_worker_strategy(5)
+    worker.make_worker_strategy(5)
 except rl.LaunchError as err:
     print(err.code)
 """

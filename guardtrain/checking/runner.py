@@ -78,7 +78,6 @@ def check(model, x=None, y=None, *, batch_size=32, validation_data=None,
         problems += dispatch.check_dispatch(inputs, launch)
     if validation_data is not None:
         problems += _validation_problems(spec, validation_data, launch, notes)
-    problems += _resource_problems(launch, notes)
 
     errors = [p for p in problems if p.severity == "error"]
     warnings = [p for p in problems if p.severity != "error"]
@@ -232,16 +231,6 @@ def _validation_problems(spec, validation_data, launch, notes) -> list[Problem]:
         problems += _data_problems(spec, inputs, notes)
         problems += dispatch.check_dispatch(inputs, launch, where="validation_data")
     return problems
-
-
-def _resource_problems(launch: LaunchConfig, notes) -> list[Problem]:
-    if not launch.workers:
-        return []
-    cluster = dispatch.ray_resources()
-    if cluster is None:
-        notes.append("Ray is not initialised: cluster resources checked at launch")
-        return []
-    return dispatch.check_resources(launch, *cluster)
 
 
 def _message(errors, warnings) -> str:

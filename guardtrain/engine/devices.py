@@ -1,16 +1,17 @@
 """Which devices a run uses in this process, and the ``tf.distribute`` strategy over them.
 
-``pick_strategy`` is the only place that builds a strategy:
+``pick_strategy`` builds the strategy of an in-process run:
 
-- ``TF_CONFIG`` set (a Ray Train worker)   -> ``MultiWorkerMirroredStrategy`` (built by the
-  Ray launcher, which must create it before any other TensorFlow op);
+- a Ray Train worker (``TF_CONFIG`` set)   -> ``MultiWorkerMirroredStrategy``, built not
+  here but by ``guardtrain.ray.worker.make_worker_strategy``, before any other TensorFlow
+  op of the worker;
 - several local GPUs                        -> ``MirroredStrategy`` over them (NCCL);
 - ``cpu_replicas=N`` asked                  -> ``MirroredStrategy`` over N logical CPUs;
 - otherwise                                 -> the default strategy (one device).
 
 Logical CPUs use ``ReductionToOneDevice``: several ``MirroredStrategy`` objects with
 collective cross-device ops in one process break each other's collectives, and on CPU the
-non-collective reduction was also faster.
+non-collective reduction was also faster (docs/architecture.md, "Devices").
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ from ``input_context.get_per_replica_batch_size(batch_size)``), or a Parquet sou
 
 Every dataset is repeated: an epoch is ``steps_per_epoch`` steps, and a rollback does not
 rewind the data — the next attempt simply goes on with fresh batches.
+
+On Ray workers the same path is used with ``presharded=True``: each worker first takes
+its own rows (``shard_inputs``), and the driver fixes ``steps_per_epoch`` from the whole
+data, so every rank runs the same number of steps (docs/architecture.md, "The data path").
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from guardtrain.core.errors import ConfigError
+from guardtrain.core.errors import ConfigError, InputSpecError, Problem
 
-__all__ = ["TrainData", "make_train_data"]
+__all__ = ["TrainData", "make_train_data", "num_samples", "shard_inputs"]
 
 
 @dataclasses.dataclass
@@ -42,9 +46,28 @@ def _options(dataset: tf.data.Dataset, *, autoshard: bool = True) -> tf.data.Dat
     return dataset.with_options(options)
 
 
-def _num_samples(x) -> int:
+def num_samples(x) -> int | None:
+    """Rows in ``x``: NumPy arrays, a dict of them, or a Parquet source (from its
+    metadata, nothing read); ``None`` for a dataset or a dataset function."""
+    if hasattr(x, "read_numpy"):         # gt.data.parquet(...)
+        return int(x.num_rows())
+    if isinstance(x, tf.data.Dataset) or callable(x):
+        return None
     first = next(iter(x.values())) if isinstance(x, dict) else x
     return int(len(first))
+
+
+def shard_inputs(x, y, index: int, count: int):
+    """Shard ``index`` of ``count`` of ``(x, y)``: a Parquet source reads its own files
+    (every ``count``-th), arrays give contiguous rows (``np.array_split``); a dataset
+    function is returned as is (it shards itself from its ``InputContext``)."""
+    if hasattr(x, "read_numpy"):
+        return x.read_numpy(index, count)
+    if callable(x) and not isinstance(x, tf.data.Dataset):
+        return x, y
+    rows = np.array_split(np.arange(num_samples(x)), count)[index]
+    x = {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
+    return x, None if y is None else y[rows]
 
 
 def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuffle: bool,
@@ -52,8 +75,11 @@ def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuff
     """Builds the training iterator on ``strategy``.
 
     Args:
-        presharded: the arrays are already this worker's shard (Ray workers): do not let
-            ``tf.data`` shard them again.
+        presharded: the arrays are already this worker's shard (``shard_inputs``, on Ray
+            workers): each replica takes its own batches of them in order
+            (``batch_size / replicas`` rows), and ``tf.data`` neither shards nor re-batches
+            them. Give ``steps_per_epoch`` from the whole data: shards may differ in length
+            by a row, and every rank must run the same steps.
     """
     if hasattr(x, "read_numpy"):          # gt.data.parquet(...): read with pyarrow here
         x, y = x.read_numpy()
@@ -79,10 +105,18 @@ def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuff
         dist = strategy.experimental_distribute_dataset(_options(x.repeat().prefetch(2)))
         return TrainData(iter(dist), int(n), None)
     # NumPy arrays or dicts of arrays.
-    total = _num_samples(x)
-    ds = _array_dataset((x, y) if y is not None else (x,), total, batch_size, shuffle, seed)
-    ds = _options(ds.prefetch(2), autoshard=not presharded)
+    total = num_samples(x)
+    arrays = (x, y) if y is not None else (x,)
     n = steps_per_epoch or max(1, math.ceil(total / batch_size))
+    if presharded:
+        def dataset_fn(ctx: tf.distribute.InputContext):
+            per_replica = ctx.get_per_replica_batch_size(batch_size)
+            return _options(_array_dataset(arrays, total, per_replica, shuffle, seed)
+                            .prefetch(2), autoshard=False)
+
+        dist = strategy.distribute_datasets_from_function(dataset_fn)
+        return TrainData(iter(dist), int(n), total)
+    ds = _options(_array_dataset(arrays, total, batch_size, shuffle, seed).prefetch(2))
     return TrainData(iter(strategy.experimental_distribute_dataset(ds)), int(n), total)
 
 
@@ -98,10 +132,11 @@ def _array_dataset(arrays, total: int, batch_size: int, shuffle: bool, seed):
     the same ``seed`` (or, without one, under the same global TF seed).
     """
     if total == 0:      # an empty shard would spin forever looking for a first batch
-        raise ConfigError("training data: expected at least one row, found 0 (on this "
-                          "worker, after sharding)", code="GT240",
+        problem = Problem(code="GT274", where="x", expected="at least one row on every worker",
+                          found="0 rows on this worker, after sharding",
                           fix="give every worker some rows: fewer workers, or Parquet files "
                               "that are not empty")
+        raise InputSpecError(problems=[problem], code="GT274", fix=problem.fix)
     if seed is None:
         # From TF's global seed when one is set (keras.utils.set_random_seed), and from it
         # alone: the order then does not depend on how many random ops the process made

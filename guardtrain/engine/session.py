@@ -1,44 +1,60 @@
-"""One session for both runners: place the model on a strategy, build the loop, run it.
+"""One session for both runners: the model on its strategy, the records, the guarded loop.
 
-The in-process runner (``gt.fit`` with ``workers=0``) and each Ray worker build their run
-through this module, so the model placement, the supervisor and the loop are set up once
-(docs/architecture.md, "The data path").
+The in-process runner (``gt.fit`` with ``workers=0``, ``run_in_process`` below) and each
+Ray worker (``guardtrain.ray.runner``) set their run up through ``open_session``, so model
+placement, the input pipeline, the supervisor, the start event and the loop are built in
+one place (docs/architecture.md, "The data path"). Each runner adds only its own part:
+the Ray worker its checkpoint hook, watchdog and rank handling; the in-process runner the
+hand-back of the final weights to the user's model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import keras
 
 from guardtrain.core.errors import ConfigError, GuardtrainError
-from guardtrain.records.history import EventLog, HistoryWriter, load_history, write_atomic
+from guardtrain.engine.shipping import PlainModel, as_plain_model, lives_in
+from guardtrain.records.atomic import write_atomic
+from guardtrain.records.events import EventLog
+from guardtrain.records.history import HistoryWriter, load_history
 from guardtrain.records.result import Result
 from guardtrain.records.run_dir import new_run_dir
 
-__all__ = ["place_model", "run_in_process", "make_supervisor", "stats_every_of",
-           "DEFAULT_STEPS_PER_LOOP"]
+__all__ = ["Session", "open_session", "place_model", "run_in_process", "make_supervisor",
+           "stats_every_of", "DEFAULT_STEPS_PER_LOOP"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STEPS_PER_LOOP = 50
 
 
-def place_model(model, strategy):
+def place_model(model, strategy) -> keras.Model:
     """Returns a model whose variables live in ``strategy``'s scope, optimizer built.
 
-    A builder function is called inside the scope. An instance made outside a
-    multi-replica scope is rebuilt there from its config, weights and compile config.
+    Args:
+        model: a compiled ``keras.Model``, a ``PlainModel`` (rebuilt inside the scope), or
+            a zero-argument builder (called inside the scope). An instance made outside a
+            multi-replica scope is rebuilt there from its config, weights and compile
+            config (``guardtrain.engine.shipping``).
+
+    Raises:
+        ConfigError: GT104 a builder that returns no model, GT105 a model without an
+            optimizer, GT106 an unbuilt model.
     """
     import tensorflow as tf
 
-    shipped = None
-    if isinstance(model, keras.Model) and (strategy is not tf.distribute.get_strategy()
-                                           or strategy.num_replicas_in_sync > 1):
-        shipped = _as_plain_model(model, strategy)
+    if isinstance(model, keras.Model) and not lives_in(model, strategy) and (
+            strategy is not tf.distribute.get_strategy()
+            or strategy.num_replicas_in_sync > 1):
+        model = as_plain_model(model)   # read outside the new scope
     with strategy.scope():
-        if shipped is not None:
-            model = _from_plain_model(shipped)
+        if isinstance(model, PlainModel):
+            model = model.build()
         elif callable(model) and not isinstance(model, keras.Model):
             model = model()
             if not isinstance(model, keras.Model):
@@ -52,63 +68,104 @@ def place_model(model, strategy):
         if not model.built:
             raise ConfigError("fit(model): expected a built model, found an unbuilt one",
                               code="GT106", fix="give the model an Input layer or call model.build(shape)")
-        model.optimizer.build(model.trainable_variables)  # eager build (PITFALLS 18c)
+        # Built now, inside the scope: with 2+ replicas, an optimizer left to build lazily
+        # in the first traced step fails.
+        model.optimizer.build(model.trainable_variables)
     return model
 
 
-def _as_plain_model(model, strategy):
-    """The model as config, weights and compile config — read OUTSIDE ``strategy``'s scope,
-    since a model made under another strategy cannot be read inside this one. ``None``
-    when its variables already live in ``strategy``."""
-    first = model.variables[0] if model.variables else None
-    value = getattr(first, "value", None)
-    if value is not None and strategy.extended.variable_created_in_scope(value):
-        return None
-    return (keras.saving.serialize_keras_object(model), model.get_weights(),
-            model.get_compile_config())
+@dataclasses.dataclass
+class Session:
+    """A run set up and ready to ``loop.run()``.
+
+    Args:
+        model: the model placed in ``strategy``'s scope (not the user's instance).
+        strategy: the ``tf.distribute`` strategy the run uses.
+        data: the ``TrainData`` (iterator, steps per epoch, samples).
+        history: the step rows; events: the events log; supervisor: the guard/rescue hook.
+        loop: the ``TrainLoop`` over all of them.
+        run_dir, run_id: where the records go.
+    """
+
+    model: keras.Model
+    strategy: Any
+    data: Any
+    history: HistoryWriter
+    events: EventLog
+    supervisor: Any
+    loop: Any
+    run_dir: Path
+    run_id: str
 
 
-def _from_plain_model(shipped):
-    config, weights, compile_config = shipped
-    clone = keras.saving.deserialize_keras_object(config)
-    clone.set_weights(weights)
-    if compile_config:
-        clone.compile_from_config(compile_config)
-    return clone
+def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_size: int,
+                 epochs: int, steps_per_epoch: int | None, steps_per_loop: int | None,
+                 validation_data, callbacks, shuffle: bool, guard, rescue, verbose: int,
+                 writes: bool = True, presharded: bool = False, start: bool = True,
+                 start_fields: Mapping[str, Any] | None = None,
+                 chunk_hooks: Sequence = ()) -> Session:
+    """Places the model, builds the input pipeline, the records, the supervisor and the
+    loop, and emits the ``start`` event.
 
-
-def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
-                   validation_data, callbacks, shuffle, guard, rescue, launch, run_dir,
-                   verbose, strategy=None, is_chief=True) -> Result:
-    """The guarded run on this process's strategy (also what each Ray worker runs)."""
-    from guardtrain.engine.devices import pick_strategy
+    Args:
+        model: what ``place_model`` takes.
+        x, y: the training inputs (``make_train_data``); with ``presharded``, this
+            worker's shard only.
+        strategy: the strategy to run on (already built: on a Ray worker it must come
+            before any other TensorFlow op).
+        run_dir, run_id: the run directory (created by the caller) and the run's id.
+        writes: this process writes the run directory (rank 0 on Ray, when it can).
+        presharded: ``x``/``y`` are already this worker's rows (see ``make_train_data``).
+        start: emit the ``start`` event; ``False`` when resuming a run that has one.
+        start_fields: more fields for the ``start`` event (e.g. the worker count).
+        chunk_hooks: called with the loop after every chunk, on every rank.
+        The others: as ``gt.fit``'s arguments.
+    """
     from guardtrain.engine.inputs import make_train_data
     from guardtrain.engine.loop import TrainLoop
 
-    user_model = model if isinstance(model, keras.Model) else None
-    strategy = strategy or pick_strategy(launch)
     model = place_model(model, strategy)
-    path, run_id = new_run_dir(run_dir)
     data = make_train_data(x, y, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-                           shuffle=shuffle, strategy=strategy)
-    events = EventLog(path, enabled=is_chief)
-    history = HistoryWriter(path, run_id)
+                           shuffle=shuffle, strategy=strategy, presharded=presharded)
+    events = EventLog(run_dir, enabled=writes)
+    history = HistoryWriter(run_dir, run_id)
     supervisor = make_supervisor(guard, rescue, events, verbose)
-    events.add("start", run_id=run_id, replicas=strategy.num_replicas_in_sync,
-               strategy=type(strategy).__name__, steps_per_epoch=data.steps_per_epoch,
-               epochs=epochs)
+    if start:
+        events.add("start", run_id=run_id, replicas=strategy.num_replicas_in_sync,
+                   strategy=type(strategy).__name__, **dict(start_fields or {}),
+                   steps_per_epoch=data.steps_per_epoch, epochs=epochs)
     loop = TrainLoop(model=model, strategy=strategy, data=data, epochs=epochs,
                      steps_per_loop=steps_per_loop or min(DEFAULT_STEPS_PER_LOOP,
                                                           data.steps_per_epoch),
                      callbacks=callbacks, verbose=verbose, validation_data=validation_data,
                      validation_batch_size=batch_size, history=history, events=events,
-                     supervisor=supervisor, is_chief=is_chief,
+                     supervisor=supervisor, is_chief=writes, chunk_hooks=chunk_hooks,
                      stats_every=stats_every_of(guard))
+    return Session(model=model, strategy=strategy, data=data, history=history,
+                   events=events, supervisor=supervisor, loop=loop, run_dir=run_dir,
+                   run_id=run_id)
+
+
+def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
+                   validation_data, callbacks, shuffle, guard, rescue, launch, run_dir,
+                   verbose) -> Result:
+    """The guarded run on this process's strategy (``gt.fit`` with ``workers=0``)."""
+    from guardtrain.engine.devices import pick_strategy
+
+    user_model = model if isinstance(model, keras.Model) else None
+    strategy = pick_strategy(launch)
+    path, run_id = new_run_dir(run_dir)
+    session = open_session(
+        model, x, y, strategy=strategy, run_dir=path, run_id=run_id, batch_size=batch_size,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, steps_per_loop=steps_per_loop,
+        validation_data=validation_data, callbacks=callbacks, shuffle=shuffle, guard=guard,
+        rescue=rescue, verbose=verbose)
+    model, loop = session.model, session.loop
     try:
         logs = loop.run()
     except GuardtrainError as err:
-        events.add("error", code=err.code, message=err.message)
-        history.flush() if is_chief else None
+        session.events.add("error", code=err.code, message=err.message)
+        session.history.flush()
         raise
     finally:
         # model.fit trains the user's model: hand the final (or, after an abort, the last
@@ -116,11 +173,10 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
         if user_model is not None and user_model is not model:
             user_model.set_weights(model.get_weights())
     model = user_model if user_model is not None else model
-    events.add("end", verdict=supervisor.verdict, step=loop.pos.step)
-    if is_chief:
-        write_atomic(path / "model.keras", model.save)
-    return Result(model=model, history=load_history(path) if is_chief else history.all_rows(),
-                  attempts=list(getattr(supervisor, "attempts", [])),
+    supervisor = session.supervisor
+    session.events.add("end", verdict=supervisor.verdict, step=loop.pos.step)
+    write_atomic(path / "model.keras", model.save)
+    return Result(model=model, history=load_history(path), attempts=list(supervisor.attempts),
                   verdict=supervisor.verdict, run_dir=path, logs=logs)
 
 

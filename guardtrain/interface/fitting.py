@@ -5,15 +5,17 @@ Order matters and is the point of the design:
 1. split the CPU if asked (before TensorFlow initialises; a builder function makes this
    possible because no model exists yet);
 2. ``check`` the inputs on the driver — nothing built, nothing launched;
-3. hand over to Ray workers (``workers >= 1``) or stay in this process;
-4. build the strategy, place the model in its scope, run the loop, write the records.
+3. hand over to Ray workers (``workers >= 1``: the runner attaches to the cluster and
+   compares its resources with the request once, before anything is shipped) or stay in
+   this process;
+4. build the strategy, place the model in its scope, run the loop, write the records
+   (``guardtrain.engine.session``, docs/architecture.md, "The data path").
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Any, Callable
 
 import keras
@@ -81,15 +83,6 @@ def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = 
         from guardtrain.engine.devices import split_cpu
 
         split_cpu(launch.cpu_replicas)  # before anything below touches TensorFlow
-    if launch.workers and "ray" in sys.modules:
-        import ray
-
-        if ray.is_initialized():
-            # The cluster is known already: a request it cannot hold is a launch error,
-            # the same one fit_on_ray raises when it connects itself.
-            from guardtrain.ray.cluster import require_resources
-
-            require_resources(launch)
     from guardtrain.checking import check
 
     report = check(model, x, y, batch_size=batch_size, validation_data=validation_data,

@@ -2,9 +2,9 @@
 
 Driver side only. ``connect`` attaches to ``LaunchConfig.address`` or starts a small
 embedded Ray for this process; ``require_resources`` compares what the cluster has with
-what ``LaunchConfig`` asks for and fails at once, before Ray Train would wait for
-resources that never come. ``check_resources`` is the pure comparison, tested without a
-cluster.
+what ``LaunchConfig`` asks for (``guardtrain.core.resources``, pure) and fails at once,
+before Ray Train would wait for resources that never come. ``attach`` does both, once
+per run.
 
 Codes: GT410 Ray could not be reached or started, GT411 this process is already attached
 to another cluster, GT420 the cluster lacks CPUs, GT421 GPUs, GT422 no node fits one
@@ -16,26 +16,21 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
-import math
 import os
 import shutil
 import socket
 import tempfile
-from typing import Mapping, Sequence
-
+from guardtrain.core.errors import LaunchError
 from guardtrain.core.launch_config import LaunchConfig
-from guardtrain.core.errors import LaunchError, Problem
+from guardtrain.core.resources import check_resources, resource_error
 
-__all__ = ["RayConnection", "connect", "check_resources", "require_resources"]
+__all__ = ["RayConnection", "connect", "require_resources", "attach"]
 
 logger = logging.getLogger(__name__)
 
 #: Object store of the embedded Ray. Ray's default is 30% of RAM; guardtrain moves weights
 #: and a few statistics through it, not datasets.
 EMBEDDED_OBJECT_STORE_BYTES = 300 * 1024 * 1024
-
-# Rounding slack for fractional requests (cpus_per_worker=0.1 times 10 workers).
-_EPS = 1e-6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,73 +178,13 @@ def _require_reachable(address: str, timeout_s: float = 5.0) -> None:
             details={"address": address}) from None
 
 
-def check_resources(launch: LaunchConfig,
-                    resources: Mapping[str, float] | Sequence[Mapping[str, float]],
-                    ) -> list[Problem]:
-    """What is missing for ``launch`` on a cluster with ``resources``.
-
-    Pure: no Ray. Each worker needs ``cpus_per_worker`` CPUs and ``gpus_per_worker``
-    GPUs on a single node.
-
-    Args:
-        launch: the request (``workers`` x ``cpus_per_worker`` / ``gpus_per_worker``).
-        resources: either the cluster's totals (``ray.cluster_resources()``), read as one
-            node holding everything, or one mapping per node (``ray.nodes()``'s
-            ``"Resources"``), which also catches a worker that fits no single node.
-
-    Returns:
-        The problems, empty when the request fits. Each names what was expected, what
-        the cluster has, and a fix; codes GT420 (CPU), GT421 (GPU), GT422 (per node).
-
-    Example:
-
-    >>> [p.code for p in check_resources(LaunchConfig(workers=2, gpus_per_worker=1),
-    ...                                  {"CPU": 2.0})]
-    ['GT421']
-    """
-    nodes = [resources] if isinstance(resources, Mapping) else list(resources)
-    n, cpw, gpw = launch.workers, launch.cpus_per_worker, launch.gpus_per_worker
-    if n == 0:
-        return []
-    have_cpu = sum(float(r.get("CPU", 0)) for r in nodes)
-    have_gpu = sum(float(r.get("GPU", 0)) for r in nodes)
-    call = f"LaunchConfig(workers={n}, cpus_per_worker={cpw:g}, gpus_per_worker={gpw:g})"
-    problems = []
-    if n * gpw > have_gpu + _EPS:
-        problems.append(Problem(
-            code="GT421", where=call,
-            expected=f"{n * gpw:g} GPUs ({n} workers x {gpw:g})",
-            found=f"{have_gpu:g} GPUs in the Ray cluster",
-            fix=("use gpus_per_worker=0 to train on CPU workers" if have_gpu == 0 else
-                 f"use at most workers={int((have_gpu + _EPS) // gpw)} with "
-                 f"gpus_per_worker={gpw:g}, or a cluster with more GPUs")))
-    if n * cpw > have_cpu + _EPS:
-        problems.append(Problem(
-            code="GT420", where=call,
-            expected=f"{n * cpw:g} CPUs ({n} workers x {cpw:g})",
-            found=f"{have_cpu:g} CPUs in the Ray cluster",
-            fix=(f"use fewer workers, or a fraction of a CPU each "
-                 f"(cpus_per_worker={max(have_cpu, _EPS) / n:.2g}), or a larger cluster")))
-    if not problems and len(nodes) > 1:
-        fits = sum(_workers_fitting(r, cpw, gpw) for r in nodes)
-        if fits < n:
-            problems.append(Problem(
-                code="GT422", where=call,
-                expected=f"{n} workers, each on one node with {cpw:g} CPUs and {gpw:g} GPUs",
-                found=(f"room for {fits} on nodes with " + ", ".join(
-                    f"{float(r.get('CPU', 0)):g} CPU/{float(r.get('GPU', 0)):g} GPU"
-                    for r in nodes)),
-                fix="ask for less per worker (a worker cannot span nodes), or bigger nodes"))
-    return problems
-
-
 def require_resources(launch: LaunchConfig) -> None:
     """Raises at once when the attached cluster cannot hold ``launch``.
 
     Ray Train itself waits for missing resources and retries start-up indefinitely
     (``use_gpu=True`` on a CPU cluster never starts); this turns it into an error that
-    names what was asked and what exists. Resources that exist but are busy (another
-    job holds them) are only logged: they may free up.
+    names what was asked and what exists (``guardtrain.core.resources``). Resources that
+    exist but are busy (another job holds them) are only logged: they may free up.
 
     Raises:
         LaunchError: GT420/GT421/GT422, with every problem in ``details["problems"]``.
@@ -259,24 +194,22 @@ def require_resources(launch: LaunchConfig) -> None:
     nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
     problems = check_resources(launch, nodes)
     if problems:
-        raise LaunchError(
-            "the Ray cluster cannot hold this run:\n" + "\n".join(
-                f"  {p.where}: expected {p.expected}; found {p.found}   [{p.code}]"
-                for p in problems),
-            code=problems[0].code, fix="; ".join(p.fix for p in problems),
-            details={"problems": problems, "expected": problems[0].expected,
-                     "found": problems[0].found})
+        raise resource_error(problems)
     busy = check_resources(launch, ray.available_resources())
     for problem in busy:
         logger.warning("Ray resources are busy, start-up will wait for them: %s; %s free now",
                        problem.expected, problem.found.replace(" in the Ray cluster", ""))
 
 
-def _workers_fitting(node: Mapping[str, float], cpw: float, gpw: float) -> int:
-    limits = [float(node.get("CPU", 0)) / cpw if cpw else math.inf,
-              float(node.get("GPU", 0)) / gpw if gpw else math.inf]
-    fit = min(limits)
-    return 10**9 if fit == math.inf else int(fit + _EPS)
+def attach(launch: LaunchConfig) -> RayConnection:
+    """``connect`` then ``require_resources``: the driver's one way onto a cluster.
+
+    Called once per run, before anything is sent to the cluster: a request the cluster
+    cannot hold fails here, in seconds, before any data is shipped or worker started.
+    """
+    connection = connect(launch)
+    require_resources(launch)
+    return connection
 
 
 def _is_host_port(address: str) -> bool:
