@@ -27,8 +27,8 @@ _LAZY = {
     "CheckReport": "guardtrain.checking",
     "Result": "guardtrain.records.result",
     "load_history": "guardtrain.records.history",
-    "report": "guardtrain.interface.reporting",
-    "plot": "guardtrain.interface.reporting",
+    "report": "guardtrain.interface.text_report",
+    "plot": "guardtrain.interface.plotting",
     "split_cpu": "guardtrain.engine.devices",
 }
 

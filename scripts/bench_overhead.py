@@ -66,7 +66,8 @@ def main() -> None:
     from guardtrain.core.launch_config import LaunchConfig
     from guardtrain.engine.devices import pick_strategy
     from guardtrain.core.guard import GuardConfig
-    from guardtrain.records.history import EventLog, HistoryWriter
+    from guardtrain.records.events import EventLog
+    from guardtrain.records.history import HistoryWriter
     from guardtrain.engine.inputs import make_train_data
     from guardtrain.engine.loop import Position, TrainLoop
     from guardtrain.engine.step import StepRunner

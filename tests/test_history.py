@@ -12,14 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from guardtrain.records.history import (
-    HISTORY_SCHEMA,
-    EventLog,
-    HistoryWriter,
-    load_events,
-    load_history,
-    write_atomic,
-)
+from guardtrain.records.atomic import write_atomic
+from guardtrain.records.events import EventLog, load_events
+from guardtrain.records.history import HISTORY_SCHEMA, HistoryWriter, load_history
 from guardtrain.core.stats import STAT_COLUMNS, VarLayout, summarise_chunk
 
 GARBAGE = b"\x00not parquet at all\xff" * 8

@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 
 from guardtrain.core.errors import ConfigError
-from guardtrain.records.history import EventLog, HistoryWriter
-from guardtrain.interface.reporting import load_run, plot, report
+from guardtrain.interface.plotting import plot
+from guardtrain.interface.text_report import report
+from guardtrain.records.events import EventLog
+from guardtrain.records.history import HistoryWriter
+from guardtrain.records.run_record import load_run
 from guardtrain.core.stats import STAT_COLUMNS
 
 pytestmark = pytest.mark.pure
@@ -64,19 +67,19 @@ def make_run(folder: Path, *, outcome: str = "rescued") -> Path:
     events.add("epoch", epoch=0, step=40, attempt=1, logs={"loss": 2.3, "val_loss": 2.31})
     events.add("verdict", **STALL)
     events.add("decision", action="PROBE", step=60, attempt=1, max_attempts=4,
-               reason=STALL["reason"], change="probe learning_rate 1e-5, 1e-4, 1e-3, 1e-2 "
-               "for 20 steps each (now 1.0e-06, sgd)", verdict=STALL, from_step=30,
-               learning_rate=None, optimizer=None, reset_optimizer=False,
-               probe_learning_rates=[1e-5, 1e-4, 1e-3, 1e-2], probe_steps=20, code=None,
-               fix=None)
+               reason=STALL["reason"], verdict=STALL, from_step=30,
+               learning_rates=[1e-5, 1e-4, 1e-3, 1e-2], steps=20, optimizer=None,
+               summary="probe learning_rate 1e-5, 1e-4, 1e-3, 1e-2 for 20 steps each "
+                       "(now 1.0e-06, sgd)")
     events.add("probe", step=60, results=[
         {"learning_rate": lr, "loss_start": 2.3, "loss_end": end, "finite": True}
         for lr, end in ((1e-5, 2.299), (1e-4, 2.29), (1e-3, 2.1), (1e-2, 1.2))])
     events.add("decision", action="ADJUST", step=60, attempt=2, max_attempts=4,
-               reason=STALL["reason"], change="learning_rate 1.0e-06 -> 1.0e-02 (probe: "
-               "1e-5 -0.04%, 1e-4 -0.4%, 1e-3 -8.7%, 1e-2 -48%)", verdict=STALL,
-               from_step=30, learning_rate=1e-2, optimizer="sgd", reset_optimizer=False,
-               probe_learning_rates=[], probe_steps=0, code=None, fix=None)
+               reason=STALL["reason"], verdict=STALL, from_step=30,
+               optimizer_from="sgd", optimizer_to="sgd", learning_rate_from=1e-6,
+               learning_rate_to=1e-2, fresh_optimizer_state=False,
+               summary="learning_rate 1.0e-06 -> 1.0e-02 (probe: 1e-5 -0.04%, 1e-4 -0.4%, "
+                       "1e-3 -8.7%, 1e-2 -48%)")
     last = 120 if outcome != "running" else 80
     _write_chunks(history, attempt=2, first=31, last=last, lr=1e-2, optimizer="sgd",
                   loss_fn=lambda s: 2.3 * np.exp(-(s - 30) / 30) + 0.2, ratio=1e-3, grad=0.3,
@@ -178,7 +181,7 @@ def test_plot_of_a_run_with_no_steps_yet(tmp_path):
 
 @pytest.mark.pure
 def test_plot_limits_come_from_the_runs_own_guard_config(tmp_path):
-    from guardtrain.interface.reporting import RunRecord
+    from guardtrain.records.run_record import RunRecord
 
     run = RunRecord(run_dir=tmp_path, columns={}, events=[
         {"event": "guard", "config": {"stall_update_ratio": 3e-6, "thrown_update_ratio": 0.5}}])
@@ -186,3 +189,73 @@ def test_plot_limits_come_from_the_runs_own_guard_config(tmp_path):
     assert run.guard_limit("thrown_update_ratio", 1e-1) == 0.5
     bare = RunRecord(run_dir=tmp_path, columns={}, events=[])
     assert bare.guard_limit("stall_update_ratio", 1e-5) == 1e-5
+
+
+# -- decisions read as fields ---------------------------------------------------------------
+
+def test_change_labels_are_built_from_the_decision_fields_not_its_summary():
+    from guardtrain.interface.labels import change_label, decision_label
+
+    switch = {"action": "ADJUST", "optimizer_from": "sgd", "optimizer_to": "adam",
+              "learning_rate_from": 1e-6, "learning_rate_to": 1e-3,
+              "fresh_optimizer_state": True, "summary": "learning_rate 5 -> 7 (prose only)"}
+    assert decision_label(switch) == "sgd -> adam, lr 1e-06 -> 1e-03"
+    assert decision_label({**switch, "optimizer_to": "sgd"}) == "lr 1e-06 -> 1e-03"
+    assert decision_label({**switch, "learning_rate_to": 1e-6}) == "sgd -> adam"
+    assert decision_label({"action": "ABORT", "code": "GT302", "summary": "stop"}) == \
+        "stopped [GT302]"
+    assert change_label("sgd", "adam", 1e-6, 2.5e-4, fresh_optimizer_state=True) == \
+        "optimizer sgd -> adam, learning_rate 1.0e-06 -> 2.5e-04, fresh optimizer state"
+
+
+def test_report_shows_the_change_from_fields_and_the_summary_as_the_sentence(tmp_path):
+    run = make_run(tmp_path / "run")
+    events = (run / "events.jsonl").read_text().replace(
+        '"summary": "learning_rate 1.0e-06 -> 1.0e-02 (probe:', '"summary": "(probe:')
+    (run / "events.jsonl").write_text(events)
+    text = report(run)
+    assert "from step 30: learning_rate 1.0e-06 -> 1.0e-02" in text     # the fields
+    assert "change: (probe: 1e-5 -0.04%" in text                         # the sentence
+
+
+def test_runs_written_before_the_decision_fields_still_report(tmp_path):
+    """An ADJUST event of an older run: ``learning_rate``/``optimizer`` are the new values,
+    the previous ones come from the previous attempt, ``change`` is the sentence."""
+    from guardtrain.records.run_record import RunRecord
+
+    columns = {"attempt": np.array([1, 1, 2, 2]), "step": np.array([1, 2, 2, 3]),
+               "optimizer": np.array(["sgd", "sgd", "adam", "adam"], object),
+               "learning_rate": np.array([1e-6, 1e-6, 1e-3, 1e-3])}
+    old = {"event": "decision", "action": "ADJUST", "step": 2, "attempt": 2,
+           "max_attempts": 4, "reason": "VANISHING", "from_step": 1, "optimizer": "adam",
+           "learning_rate": 1e-3, "reset_optimizer": True, "verdict": {"kind": "VANISHING"},
+           "change": "optimizer sgd -> adam, learning_rate 1.0e-06 -> 1.0e-03, fresh "
+                     "optimizer state"}
+    first, second = RunRecord(run_dir=tmp_path, columns=columns, events=[old]).attempts()
+    assert (first.outcome, first.end_step, first.end_verdict) == ("rescued", 2, "VANISHING")
+    assert (second.optimizer_from, second.learning_rate_from) == ("sgd", 1e-6)
+    assert second.fresh_optimizer_state and second.summary.startswith("optimizer sgd")
+    assert first.rolled_back_from == 1 and second.outcome == "running"
+
+
+def test_attempts_are_read_from_attempts_json_when_the_run_wrote_it(tmp_path):
+    import json
+
+    pytest.importorskip("guardtrain.records.attempts_file")
+    run = make_run(tmp_path / "run")
+    stored = [
+        {"number": 1, "optimizer": "sgd", "learning_rate": 1e-6, "from_step": 0,
+         "end_step": 60, "outcome": "rescued", "end_verdict": "OSCILLATING", "reason": "",
+         "optimizer_from": None, "learning_rate_from": None, "summary": "start"},
+        {"number": 2, "optimizer": "sgd", "learning_rate": 1e-2, "from_step": 30,
+         "end_step": 120, "outcome": "completed", "end_verdict": None,
+         "reason": STALL["reason"], "optimizer_from": "sgd", "learning_rate_from": 1e-6,
+         "summary": "learning_rate 1.0e-06 -> 1.0e-02"},
+    ]
+    (run / "attempts.json").write_text(json.dumps(stored))
+    text = report(run)
+    # OSCILLATING is only in attempts.json (the events say STALLED): the file was read.
+    assert "rolled back at step 60: OSCILLATING" in text
+    assert "from step 30: learning_rate 1.0e-06 -> 1.0e-02" in text
+    (run / "attempts.json").unlink()
+    assert "rolled back at step 60: STALLED" in report(run)

@@ -147,7 +147,7 @@ def _job_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="KEY=VALUE",
                      help="override a JOB key, dotted for sections (epochs=3, "
-                          "guard.window_steps=100, model.args.units=64); the value is read "
+                          "guard.window_steps=50, model.args.units=64); the value is read "
                           "as YAML. Repeatable")
 
 
@@ -249,7 +249,7 @@ def _cmd_fit(args) -> int:
 
 
 def _report_failed_run(run_dir: Path) -> None:
-    from guardtrain.interface.reporting import report
+    from guardtrain.interface.text_report import report
 
     _plot_quietly(run_dir)
     try:
@@ -260,7 +260,7 @@ def _report_failed_run(run_dir: Path) -> None:
 
 
 def _plot_quietly(run_dir: Path) -> Path | None:
-    from guardtrain.interface.reporting import plot
+    from guardtrain.interface.plotting import plot
 
     try:
         return plot(run_dir, Path(run_dir) / "report.png")
@@ -286,7 +286,8 @@ def _ship_user_modules(job) -> None:
 
 
 def _cmd_report(args) -> int:
-    from guardtrain.interface.reporting import plot, report
+    from guardtrain.interface.plotting import plot
+    from guardtrain.interface.text_report import report
 
     print(report(args.run_dir))
     if args.png:

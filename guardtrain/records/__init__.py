@@ -1,2 +1,2 @@
 """What a run leaves behind: the history (Parquet), the events, the run directory, the
-``Result`` and the run record read back from disk (docs/architecture.md §7)."""
+``Result`` and the run record read back from disk (docs/architecture.md, "Files on disk")."""

@@ -1,21 +1,18 @@
-"""The run directory's records: per-step history in Parquet and the events log.
+"""The per-step history of a run, in Parquet: ``HISTORY_SCHEMA``, its writer and reader.
 
 ```
 run_dir/history/attempt-NNNN.parquet   one row per step of that attempt (HISTORY_SCHEMA)
-run_dir/events.jsonl                   checks, verdicts, decisions, restarts, one JSON a line
 ```
 
-Every write goes to a dot-prefixed temp file in the same folder, then ``os.replace``: a
-reader (``pyarrow.parquet.read_table`` skips dot-files) never sees half a file, even when
-the writer dies mid-way.
+Files are written with ``write_atomic`` (``guardtrain.records.atomic``), so a reader never
+sees half of one; the events log is ``guardtrain.records.events`` (docs/architecture.md,
+"Files on disk").
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,8 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from guardtrain.core.stats import NORM_COLUMNS, STAT_COLUMNS
+from guardtrain.records.atomic import write_atomic
 
-__all__ = ["HISTORY_SCHEMA", "HistoryWriter", "EventLog", "load_history", "load_events"]
+__all__ = ["HISTORY_SCHEMA", "HistoryWriter", "load_history"]
 
 _F64 = {name: pa.float64() for name in STAT_COLUMNS}
 _F64["grad_norm_argmin"] = pa.int32()
@@ -44,25 +42,6 @@ HISTORY_SCHEMA = pa.schema(
        pa.field("optimizer", pa.string()),
        pa.field("verdict", pa.string())]
 )
-
-
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Calls ``write(temp_path)``, then renames the temp file onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Dot-prefixed (readers skip it) and with the real suffix (Keras insists on ".keras").
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        # mkstemp makes the file 0600; give it the mode a plain open() would have.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class HistoryWriter:
@@ -191,49 +170,3 @@ def load_history(run_dir: str | os.PathLike) -> pa.Table:
         return HISTORY_SCHEMA.empty_table()
     table = pa.concat_tables([pq.read_table(p, schema=HISTORY_SCHEMA) for p in files])
     return table.sort_by([("attempt", "ascending"), ("step", "ascending")])
-
-
-class EventLog:
-    """``events.jsonl``: one JSON object a line, rewritten atomically on each event.
-
-    The log is small (checks, verdicts that matter, decisions), so a whole rewrite costs
-    less than a reader having to cope with a half-written last line.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike, *, enabled: bool = True):
-        self.path = Path(run_dir) / "events.jsonl"
-        self.enabled = enabled
-        self.events: list[dict[str, Any]] = []
-
-    def add(self, event_name: str, /, **fields: Any) -> dict[str, Any]:
-        event = {"event": event_name, **fields}
-        self.events.append(event)
-        if self.enabled:
-            self.write()
-        return event
-
-    def write(self) -> None:
-        text = "".join(json.dumps(e, default=_jsonable) + "\n" for e in self.events)
-        write_atomic(self.path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if hasattr(value, "_asdict"):
-        return value._asdict()
-    import dataclasses
-
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return str(value)
-
-
-def load_events(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Reads ``events.jsonl`` of a run."""
-    path = Path(run_dir) / "events.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pyarrow as pa
 
@@ -33,7 +34,18 @@ class Result:
     logs: dict = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
-        """A few lines: verdict, steps, attempts, final loss, where the files are."""
+        """A few lines: verdict, steps, final loss, one line per attempt, where the files are.
+
+        Example:
+
+        >>> print(result.summary())          # doctest: +SKIP
+        guardtrain run: rescued
+          steps recorded: 150 in 2 attempt(s)
+          ...
+          attempt 1: sgd lr 1.0e-06 from step 0 -> rescued (STALLED)
+          attempt 2: sgd lr 1.0e-02 from step 30 -> completed
+          run dir: guardtrain_runs/20261129-101500-ab12
+        """
         steps = self.history.num_rows
         lines = [f"guardtrain run: {self.verdict}",
                  f"  steps recorded: {steps} in {max(1, len(self.attempts))} attempt(s)"]
@@ -50,12 +62,24 @@ class Result:
             if part:
                 lines.append(f"  {name}: " + "  ".join(f"{k} {v:.4g}" for k, v in part.items()))
         for attempt in self.attempts:
-            text = attempt.get("summary") if isinstance(attempt, dict) else str(attempt)
-            if text:
-                lines.append(f"  attempt: {text}")
+            lines.append("  " + _attempt_line(attempt))
         lines.append(f"  run dir: {self.run_dir}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
         return (f"Result(verdict={self.verdict!r}, steps={self.history.num_rows}, "
                 f"attempts={len(self.attempts)}, run_dir={str(self.run_dir)!r})")
+
+
+def _attempt_line(attempt: Any) -> str:
+    """``attempt 2: sgd lr 1.0e-02 from step 30 -> rescued (STALLED)`` from an attempt's
+    fields (a dict as in ``Result.attempts``, or an ``Attempt``)."""
+    a: Mapping[str, Any] = (dataclasses.asdict(attempt) if dataclasses.is_dataclass(attempt)
+                            else attempt)
+    lr = a.get("learning_rate")
+    rate = (f"{lr:.1e}" if isinstance(lr, (int, float)) and math.isfinite(lr) else "?")
+    ended = a.get("outcome") or "?"
+    if a.get("end_verdict"):
+        ended += f" ({a['end_verdict']})"
+    return (f"attempt {a.get('number', '?')}: {a.get('optimizer', '?')} lr {rate} "
+            f"from step {a.get('from_step', '?')} -> {ended}")

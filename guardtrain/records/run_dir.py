@@ -1,4 +1,4 @@
-"""The run directory: where one run's history, events and model go (docs/architecture.md §7)."""
+"""The run directory: where one run's history, events and model go (docs/architecture.md, "Files on disk")."""
 
 from __future__ import annotations
 

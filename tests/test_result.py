@@ -1,0 +1,37 @@
+"""``Result.summary()``: the few lines ``guardtrain fit`` prints at the end of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guardtrain.records.history import HISTORY_SCHEMA
+from guardtrain.records.result import Result
+
+pytestmark = pytest.mark.pure
+
+
+def _attempt(number, optimizer, learning_rate, from_step, outcome, end_verdict=None):
+    # The fields every attempt dict of Result.attempts has (dataclasses.asdict(Attempt)).
+    return {"number": number, "optimizer": optimizer, "learning_rate": learning_rate,
+            "from_step": from_step, "reason": "", "outcome": outcome,
+            "end_step": None, "end_verdict": end_verdict}
+
+
+def test_summary_prints_one_line_per_attempt():
+    result = Result(model=None, history=HISTORY_SCHEMA.empty_table(), verdict="rescued",
+                    run_dir=Path("runs/a"),
+                    attempts=[_attempt(1, "sgd", 1e-6, 0, "rescued", "STALLED"),
+                              _attempt(2, "adam", 1e-3, 200, "completed")])
+    lines = result.summary().splitlines()
+    assert lines[0] == "guardtrain run: rescued"
+    assert "  attempt 1: sgd lr 1.0e-06 from step 0 -> rescued (STALLED)" in lines
+    assert "  attempt 2: adam lr 1.0e-03 from step 200 -> completed" in lines
+    assert lines[-1] == "  run dir: runs/a"
+
+
+def test_summary_of_a_run_without_attempts_has_no_attempt_line():
+    result = Result(model=None, history=HISTORY_SCHEMA.empty_table(), verdict="healthy",
+                    run_dir=Path("runs/b"), attempts=[])
+    assert not [line for line in result.summary().splitlines() if "attempt " in line]
