@@ -52,7 +52,7 @@ Codes (stable; one per kind of problem). E = error, blocks training; W = warning
   GT254 E  compiled without a loss
  dispatch.py, parquet_schema.py
   GT260 E  a tf.data.Dataset object for Ray workers (send a dataset function)
-  GT261 E  resources the Ray cluster does not have (only when Ray is initialised)
+  GT261 -  retired: the cluster's resources are checked at launch (LaunchError GT420-GT422)
   GT262 E  Parquet columns missing
   GT263 E  Parquet columns of the wrong type
   GT264 W  a relative path that workers may not see

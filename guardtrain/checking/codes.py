@@ -1,61 +1,71 @@
-"""The stable GT2xx codes of ``guardtrain.check``, one per kind of problem.
+"""The GT2xx codes of ``guardtrain.check`` as constants, one per kind of problem.
 
-A code never changes meaning once released; a new kind of problem gets a new code.
-The table with explanations is in the package docstring (``guardtrain.checking``).
+The codes, their severity and meaning live in one table, ``guardtrain.core.codes``; this
+module gives the checks a name for each (``codes.SHAPE``), so a check reads what it
+reports and a renumbering happens in one place. ``lookup(codes.SHAPE)`` says what a code
+means.
 """
 
-# shapes and structure
-SHAPE = "GT201"                # a feature's per-sample shape or rank differs from the input's
-CHANNELS = "GT202"             # channels-first data for a channels-last model, or the reverse
-SAMPLE_COUNT = "GT203"         # x and y (or two inputs) have different sample counts
-STRUCTURE = "GT204"            # inputs/outputs by name or position do not match the model
-# labels vs loss vs output layer
-LABEL_RANGE = "GT205"          # sparse ids outside [0, K): 1-based, >= K, negative
-ONE_HOT_SPARSE = "GT206"       # one-hot labels with a sparse loss
-INT_CATEGORICAL = "GT207"      # integer ids with a categorical (one-hot) loss
-ONE_HOT_WIDTH = "GT208"        # one-hot width != output width
-LABEL_NOT_BINARY = "GT209"     # probability loss with labels outside [0, 1]
-BINARY_WIDE_OUTPUT = "GT210"   # binary cross-entropy, output wider than 1, one label per sample
-SOFTMAX_ONE_UNIT = "GT211"     # softmax over a single unit: always 1.0
-ACTIVATION_LOGITS = "GT212"    # softmax/sigmoid output with from_logits=True
-LINEAR_PROBABILITY = "GT213"   # linear output with a loss expecting probabilities (warning)
-CONTINUOUS_TARGETS = "GT214"   # classification loss on continuous targets
-SINGLE_CLASS = "GT215"         # only one class present in the labels
-LABEL_SHAPE = "GT216"          # label shape does not fit the output (would broadcast)
-# dtypes
-FEATURE_TEXT = "GT220"         # strings / objects / datetimes in features
-FEATURE_BOOL = "GT221"         # booleans in features
-FEATURE_INT = "GT222"          # integer features into a float input (warning)
-LABEL_DTYPE = "GT223"          # labels that are not numbers (strings, objects)
-# values
-FEATURE_NONFINITE = "GT230"    # NaN/Inf in features
-LABEL_NONFINITE = "GT231"      # NaN/Inf in labels
-ALL_CONSTANT = "GT232"         # every value of an input is the same
-CONSTANT_COLUMNS = "GT233"     # some feature columns are constant (warning)
-UNSCALED = "GT234"             # max |x| > 100 (warning)
-# batches and replicas
-FEWER_THAN_BATCH = "GT240"     # fewer samples than one global batch
-BATCH_NOT_DIVISIBLE = "GT241"  # global batch not divisible by the replica count
-EMPTY_REPLICA = "GT242"        # the last batch leaves a replica empty (warning)
-ZERO_PER_REPLICA = "GT243"     # per-replica batch rounds to 0
-BAD_BATCH_SIZE = "GT244"       # batch_size is not an int >= 1
-# the model
-NOT_COMPILED = "GT250"         # model not compiled
-NO_TRAINABLE = "GT251"         # no trainable weights (all frozen / none)
-LR_SCHEDULE = "GT252"          # a learning-rate schedule that rescue would replace (warning)
-NOT_A_MODEL = "GT253"          # model is not a keras.Model, or its builder failed
-NO_LOSS = "GT254"              # compiled without a loss
-# distributed dispatch (launch.workers > 0) and Parquet
-DATASET_OBJECT = "GT260"       # a tf.data.Dataset cannot be sent to workers
-RESOURCES = "GT261"            # the Ray cluster lacks the resources asked for
-PARQUET_MISSING = "GT262"      # Parquet columns missing
-PARQUET_TYPE = "GT263"         # Parquet columns of the wrong type
-RELATIVE_PATH = "GT264"        # a relative path workers may not see (warning)
-# the inputs themselves
-UNREADABLE = "GT270"           # the input cannot be read (type, files, iteration error)
-UNBATCHED = "GT271"            # a tf.data.Dataset whose elements are single samples
-NO_LABELS = "GT272"            # arrays without y
-LABELS_TWICE = "GT273"         # y passed with a source that already yields labels
-EMPTY = "GT274"                # an input with 0 samples
+from guardtrain.core.codes import lookup, problem_codes
 
-ALL = {name: value for name, value in globals().items() if name.isupper()}
+# A name missing from the table fails here, at import, not when the problem is reported.
+_TABLE = problem_codes()
+
+# shapes and structure
+SHAPE = _TABLE["SHAPE"]
+CHANNELS = _TABLE["CHANNELS"]
+SAMPLE_COUNT = _TABLE["SAMPLE_COUNT"]
+STRUCTURE = _TABLE["STRUCTURE"]
+# labels vs loss vs output layer
+LABEL_RANGE = _TABLE["LABEL_RANGE"]
+ONE_HOT_SPARSE = _TABLE["ONE_HOT_SPARSE"]
+INT_CATEGORICAL = _TABLE["INT_CATEGORICAL"]
+ONE_HOT_WIDTH = _TABLE["ONE_HOT_WIDTH"]
+LABEL_NOT_BINARY = _TABLE["LABEL_NOT_BINARY"]
+BINARY_WIDE_OUTPUT = _TABLE["BINARY_WIDE_OUTPUT"]
+SOFTMAX_ONE_UNIT = _TABLE["SOFTMAX_ONE_UNIT"]
+ACTIVATION_LOGITS = _TABLE["ACTIVATION_LOGITS"]
+LINEAR_PROBABILITY = _TABLE["LINEAR_PROBABILITY"]
+CONTINUOUS_TARGETS = _TABLE["CONTINUOUS_TARGETS"]
+SINGLE_CLASS = _TABLE["SINGLE_CLASS"]
+LABEL_SHAPE = _TABLE["LABEL_SHAPE"]
+# dtypes
+FEATURE_TEXT = _TABLE["FEATURE_TEXT"]
+FEATURE_BOOL = _TABLE["FEATURE_BOOL"]
+FEATURE_INT = _TABLE["FEATURE_INT"]
+LABEL_DTYPE = _TABLE["LABEL_DTYPE"]
+# values
+FEATURE_NONFINITE = _TABLE["FEATURE_NONFINITE"]
+LABEL_NONFINITE = _TABLE["LABEL_NONFINITE"]
+ALL_CONSTANT = _TABLE["ALL_CONSTANT"]
+CONSTANT_COLUMNS = _TABLE["CONSTANT_COLUMNS"]
+UNSCALED = _TABLE["UNSCALED"]
+# batches and replicas
+FEWER_THAN_BATCH = _TABLE["FEWER_THAN_BATCH"]
+BATCH_NOT_DIVISIBLE = _TABLE["BATCH_NOT_DIVISIBLE"]
+EMPTY_REPLICA = _TABLE["EMPTY_REPLICA"]
+ZERO_PER_REPLICA = _TABLE["ZERO_PER_REPLICA"]
+BAD_BATCH_SIZE = _TABLE["BAD_BATCH_SIZE"]
+# the model
+NOT_COMPILED = _TABLE["NOT_COMPILED"]
+NO_TRAINABLE = _TABLE["NO_TRAINABLE"]
+LR_SCHEDULE = _TABLE["LR_SCHEDULE"]
+NOT_A_MODEL = _TABLE["NOT_A_MODEL"]
+NO_LOSS = _TABLE["NO_LOSS"]
+# distributed dispatch (launch.workers > 0) and Parquet
+DATASET_OBJECT = _TABLE["DATASET_OBJECT"]
+PARQUET_MISSING = _TABLE["PARQUET_MISSING"]
+PARQUET_TYPE = _TABLE["PARQUET_TYPE"]
+RELATIVE_PATH = _TABLE["RELATIVE_PATH"]
+# the inputs themselves
+UNREADABLE = _TABLE["UNREADABLE"]
+UNBATCHED = _TABLE["UNBATCHED"]
+NO_LABELS = _TABLE["NO_LABELS"]
+LABELS_TWICE = _TABLE["LABELS_TWICE"]
+EMPTY = _TABLE["EMPTY"]
+
+#: Every constant above, by name.
+ALL = {name: value for name, value in globals().items()
+       if name.isupper() and not name.startswith("_")}
+
+__all__ = ["ALL", "lookup", *ALL]
