@@ -6,6 +6,7 @@ import pytest
 from guardtrain.checking.batches import check_batches
 from guardtrain.checking.model_checks import check_compiled, check_lr_schedule, check_trainable
 from guardtrain.checking.specs import ModelSpec
+from tests.helpers import regressor
 
 
 def _codes(problems):
@@ -88,15 +89,15 @@ def test_model_state_read_from_keras():
     from guardtrain.core.errors import InputSpecError
 
     x, y = np.random.rand(64, 4).astype("float32"), np.random.rand(64)
-    frozen = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    frozen = regressor(compile=False)
     frozen.trainable = False
     frozen.compile("sgd", "mse")
     with pytest.raises(InputSpecError, match=r"\[GT251\]"):
         check(frozen, x, y)
-    uncompiled = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    uncompiled = regressor(compile=False)
     with pytest.raises(InputSpecError, match=r"\[GT250\]"):
         check(uncompiled, x, y)
-    scheduled = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    scheduled = regressor(compile=False)
     rate = keras.optimizers.schedules.ExponentialDecay(0.1, 100, 0.9)
     scheduled.compile(keras.optimizers.SGD(rate), "mse")
     report = check(scheduled, x, y)
@@ -105,14 +106,11 @@ def test_model_state_read_from_keras():
 
 @pytest.mark.tf
 def test_model_function_is_called_and_bad_models_reported():
-    import keras
     from guardtrain.checking import check
     from guardtrain.core.errors import InputSpecError
 
     def build():
-        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-        model.compile("sgd", "mse")
-        return model
+        return regressor()
 
     x, y = np.random.rand(64, 4).astype("float32"), np.random.rand(64)
     assert check(build, x, y).warnings == ()
@@ -124,13 +122,11 @@ def test_model_function_is_called_and_bad_models_reported():
 
 @pytest.mark.tf
 def test_replicas_come_from_the_launch_config():
-    import keras
     from guardtrain.checking import check
     from guardtrain.core.launch_config import LaunchConfig
     from guardtrain.core.errors import InputSpecError
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
+    model = regressor()
     x, y = np.random.rand(64, 4).astype("float32"), np.random.rand(64)
     with pytest.raises(InputSpecError, match=r"\[GT241\]"):
         check(model, x, y, batch_size=15, launch=LaunchConfig(cpu_replicas=2))

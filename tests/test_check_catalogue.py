@@ -10,30 +10,13 @@ import pytest
 
 from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.core.errors import GuardtrainError
+from tests.helpers import class_data, classifier, conv_classifier
 
 pytestmark = pytest.mark.tf
 
 N = 64
-RNG = np.random.default_rng(0)
-X = RNG.random((N, 4), dtype=np.float32)
-Y3 = np.arange(N) % 3
-
-
-def _seq(inputs=(4,), units=3, activation="softmax", loss="sparse_categorical_crossentropy",
-         compile=True, layers=()):
-    import keras
-
-    model = keras.Sequential([keras.Input(inputs), *layers,
-                              keras.layers.Dense(units, activation=activation)])
-    if compile:
-        model.compile("adam", loss)
-    return model
-
-
-def _conv():
-    import keras
-
-    return _seq((28, 28, 1), 10, layers=(keras.layers.Conv2D(2, 3), keras.layers.Flatten()))
+X, Y3 = class_data(N)           # 4 features, classes 0, 1, 2 in turn
+RNG = np.random.default_rng(0)  # the other draws of the cases
 
 
 def _two_inputs():
@@ -47,14 +30,14 @@ def _two_inputs():
 
 
 def _frozen():
-    model = _seq(compile=False)
+    model = classifier(compile=False)
     model.trainable = False
     model.compile("adam", "sparse_categorical_crossentropy")
     return model
 
 
 def _no_loss():
-    model = _seq(compile=False)
+    model = classifier(compile=False)
     model.compile("adam")
     return model
 
@@ -83,72 +66,73 @@ def _raise(ctx):
 # (id, code, build) where build(tmp_path) -> (model, x, y, kwargs)
 CASES = [
     ("conv-fed-flat-images", "GT201",
-     lambda t: (_conv(), RNG.random((N, 784), dtype=np.float32), np.arange(N) % 10, {})),
-    ("wrong-feature-count", "GT201", lambda t: (_seq(), X[:, :3], Y3, {})),
+     lambda t: (conv_classifier(), RNG.random((N, 784), dtype=np.float32), np.arange(N) % 10, {})),
+    ("wrong-feature-count", "GT201", lambda t: (classifier(), X[:, :3], Y3, {})),
     ("channels-first-images", "GT202",
-     lambda t: (_conv(), RNG.random((N, 1, 28, 28), dtype=np.float32), np.arange(N) % 10, {})),
-    ("x-y-count-mismatch", "GT203", lambda t: (_seq(), X, Y3[:50], {})),
+     lambda t: (conv_classifier(), RNG.random((N, 1, 28, 28), dtype=np.float32),
+                np.arange(N) % 10, {})),
+    ("x-y-count-mismatch", "GT203", lambda t: (classifier(), X, Y3[:50], {})),
     ("dict-missing-input", "GT204", lambda t: (_two_inputs(), {"a": X}, RNG.random(N), {})),
     ("one-array-for-two-inputs", "GT204", lambda t: (_two_inputs(), X, RNG.random(N), {})),
-    ("one-based-labels", "GT205", lambda t: (_seq(units=10), X, np.arange(N) % 10 + 1, {})),
-    ("labels-above-width", "GT205", lambda t: (_seq(), X, np.arange(N) % 7, {})),
-    ("negative-labels", "GT205", lambda t: (_seq(), X, Y3 - 1, {})),
-    ("one-hot-with-sparse-loss", "GT206", lambda t: (_seq(), X, np.eye(3)[Y3], {})),
+    ("one-based-labels", "GT205", lambda t: (classifier(units=10), X, np.arange(N) % 10 + 1, {})),
+    ("labels-above-width", "GT205", lambda t: (classifier(), X, np.arange(N) % 7, {})),
+    ("negative-labels", "GT205", lambda t: (classifier(), X, Y3 - 1, {})),
+    ("one-hot-with-sparse-loss", "GT206", lambda t: (classifier(), X, np.eye(3)[Y3], {})),
     ("ids-with-categorical-loss", "GT207",
-     lambda t: (_seq(loss="categorical_crossentropy"), X, Y3, {})),
+     lambda t: (classifier(loss="categorical_crossentropy"), X, Y3, {})),
     ("one-hot-width-mismatch", "GT208",
-     lambda t: (_seq(loss="categorical_crossentropy"), X, np.eye(5)[np.arange(N) % 5], {})),
+     lambda t: (classifier(loss="categorical_crossentropy"), X, np.eye(5)[np.arange(N) % 5], {})),
     ("binary-labels-0-1-2", "GT209",
-     lambda t: (_seq(units=1, activation="sigmoid", loss="binary_crossentropy"), X, Y3, {})),
+     lambda t: (classifier(units=1, activation="sigmoid", loss="binary_crossentropy"), X, Y3, {})),
     ("binary-loss-wide-output", "GT210",
-     lambda t: (_seq(units=10, activation="sigmoid", loss="binary_crossentropy"), X,
+     lambda t: (classifier(units=10, activation="sigmoid", loss="binary_crossentropy"), X,
                 np.arange(N) % 2, {})),
     ("one-unit-softmax", "GT211",
-     lambda t: (_seq(units=1, activation="softmax", loss="binary_crossentropy"), X,
+     lambda t: (classifier(units=1, activation="softmax", loss="binary_crossentropy"), X,
                 np.arange(N) % 2, {})),
     ("softmax-with-from-logits", "GT212",
-     lambda t: (_seq(loss=__import__("keras").losses.SparseCategoricalCrossentropy(
+     lambda t: (classifier(loss=__import__("keras").losses.SparseCategoricalCrossentropy(
          from_logits=True)), X, Y3, {})),
-    ("continuous-ids-sparse-loss", "GT214", lambda t: (_seq(), X, RNG.random(N) * 2, {})),
-    ("single-class", "GT215", lambda t: (_seq(), X, np.ones(N, int), {})),
+    ("continuous-ids-sparse-loss", "GT214", lambda t: (classifier(), X, RNG.random(N) * 2, {})),
+    ("single-class", "GT215", lambda t: (classifier(), X, np.ones(N, int), {})),
     ("regression-labels-broadcast", "GT216",
-     lambda t: (_seq(units=1, activation="linear", loss="mse"), X, RNG.random((N, 3)), {})),
+     lambda t: (classifier(units=1, activation="linear", loss="mse"), X, RNG.random((N, 3)), {})),
     ("string-features", "GT220",
-     lambda t: (_seq(), np.array([["a", "b", "c", "d"]] * N), Y3, {})),
-    ("object-number-features", "GT220", lambda t: (_seq(), X.astype(object), Y3, {})),
+     lambda t: (classifier(), np.array([["a", "b", "c", "d"]] * N), Y3, {})),
+    ("object-number-features", "GT220", lambda t: (classifier(), X.astype(object), Y3, {})),
     ("string-labels", "GT223",
-     lambda t: (_seq(), X, np.array(["cat", "dog", "eel"] * 21 + ["cat"]), {})),
-    ("nan-features", "GT230", lambda t: (_seq(), np.where(X > 0.9, np.nan, X), Y3, {})),
+     lambda t: (classifier(), X, np.array(["cat", "dog", "eel"] * 21 + ["cat"]), {})),
+    ("nan-features", "GT230", lambda t: (classifier(), np.where(X > 0.9, np.nan, X), Y3, {})),
     ("inf-labels", "GT231",
-     lambda t: (_seq(units=1, activation="linear", loss="mse"), X,
+     lambda t: (classifier(units=1, activation="linear", loss="mse"), X,
                 np.r_[RNG.random(N - 1), np.inf], {})),
-    ("all-constant-features", "GT232", lambda t: (_seq(), np.zeros((N, 4)), Y3, {})),
+    ("all-constant-features", "GT232", lambda t: (classifier(), np.zeros((N, 4)), Y3, {})),
     ("fewer-samples-than-replicas", "GT240",
-     lambda t: (_seq(), X[:1], Y3[:1], {"launch": LaunchConfig(cpu_replicas=2)})),
+     lambda t: (classifier(), X[:1], Y3[:1], {"launch": LaunchConfig(cpu_replicas=2)})),
     ("batch-not-divisible", "GT241",
-     lambda t: (_seq(), X, Y3, {"batch_size": 15, "launch": LaunchConfig(cpu_replicas=2)})),
+     lambda t: (classifier(), X, Y3, {"batch_size": 15, "launch": LaunchConfig(cpu_replicas=2)})),
     ("zero-per-replica", "GT243",
-     lambda t: (_seq(), X, Y3, {"batch_size": 1, "launch": LaunchConfig(cpu_replicas=2)})),
-    ("batch-size-zero", "GT244", lambda t: (_seq(), X, Y3, {"batch_size": 0})),
-    ("not-compiled", "GT250", lambda t: (_seq(compile=False), X, Y3, {})),
+     lambda t: (classifier(), X, Y3, {"batch_size": 1, "launch": LaunchConfig(cpu_replicas=2)})),
+    ("batch-size-zero", "GT244", lambda t: (classifier(), X, Y3, {"batch_size": 0})),
+    ("not-compiled", "GT250", lambda t: (classifier(compile=False), X, Y3, {})),
     ("all-frozen", "GT251", lambda t: (_frozen(), X, Y3, {})),
     ("builder-returns-none", "GT253", lambda t: (lambda: None, X, Y3, {})),
     ("model-is-a-path", "GT253", lambda t: ("model.keras", X, Y3, {})),
     ("compiled-without-loss", "GT254", lambda t: (_no_loss(), X, Y3, {})),
     ("dataset-object-to-workers", "GT260",
-     lambda t: (_seq(), _ds(), None, {"launch": LaunchConfig(workers=2)})),
+     lambda t: (classifier(), _ds(), None, {"launch": LaunchConfig(workers=2)})),
     ("parquet-missing-column", "GT262",
-     lambda t: (_seq(), _parquet(t, features=["a", "b", "c", "e"], label="y"), None, {})),
+     lambda t: (classifier(), _parquet(t, features=["a", "b", "c", "e"], label="y"), None, {})),
     ("parquet-string-column", "GT263",
-     lambda t: (_seq(), _parquet(t, features=["a", "b", "c", "name"], label="y"), None, {})),
+     lambda t: (classifier(), _parquet(t, features=["a", "b", "c", "name"], label="y"), None, {})),
     ("parquet-no-files", "GT270",
-     lambda t: (_seq(), __import__("guardtrain.data").data.parquet(
+     lambda t: (classifier(), __import__("guardtrain.data").data.parquet(
          t / "missing-*.parquet", features=["a"], label="y"), None, {})),
-    ("dataset-fn-raises", "GT270", lambda t: (_seq(), _raise, None, {})),
-    ("unbatched-dataset", "GT271", lambda t: (_seq(), _ds(batch=None), None, {})),
-    ("arrays-without-y", "GT272", lambda t: (_seq(), X, None, {})),
-    ("y-with-dataset", "GT273", lambda t: (_seq(), _ds(), Y3, {})),
-    ("empty-arrays", "GT274", lambda t: (_seq(), X[:0], Y3[:0], {})),
+    ("dataset-fn-raises", "GT270", lambda t: (classifier(), _raise, None, {})),
+    ("unbatched-dataset", "GT271", lambda t: (classifier(), _ds(batch=None), None, {})),
+    ("arrays-without-y", "GT272", lambda t: (classifier(), X, None, {})),
+    ("y-with-dataset", "GT273", lambda t: (classifier(), _ds(), Y3, {})),
+    ("empty-arrays", "GT274", lambda t: (classifier(), X[:0], Y3[:0], {})),
 ]
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from guardtrain.checking.labels import check_labels, check_output
-from guardtrain.checking.specs import LossSpec, OutputSpec, Sample
+from guardtrain.checking.specs import LossSpec, OutputSpec
+from tests.helpers import classifier, sample
 
 SPARSE = LossSpec("sparse_categorical", "sparse_categorical_crossentropy")
 CATEGORICAL = LossSpec("categorical", "categorical_crossentropy")
@@ -18,10 +19,7 @@ def _out(width, loss, activation="softmax"):
     return OutputSpec("dense", (None, width), activation, loss)
 
 
-def _y(values, n_total=None, indices=None):
-    values = np.asarray(values)
-    return Sample("y", values, n_total=len(values) if n_total is None else n_total,
-                  indices=indices)
+_y = functools.partial(sample, where="y")
 
 
 def _codes(problems):
@@ -190,12 +188,10 @@ def test_describe_reads_activation_width_and_per_output_losses():
 
 @pytest.mark.tf
 def test_sparse_labels_one_based_end_to_end():
-    import keras
     from guardtrain.checking import check
     from guardtrain.core.errors import InputSpecError
 
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model = classifier(units=10)
     x = np.random.rand(64, 4).astype("float32")
     with pytest.raises(InputSpecError) as info:
         check(model, x, np.arange(64) % 10 + 1)

@@ -5,11 +5,12 @@ import pytest
 
 from guardtrain.checking import codes
 from guardtrain.checking.shapes import check_input_shape, check_sample_counts, pair
-from guardtrain.checking.specs import InputSpec, Sample
+from guardtrain.checking.specs import InputSpec
+from tests.helpers import conv_classifier, regressor, sample
 
 
 def _sample(shape, where="x"):
-    return Sample(where, np.zeros(shape, "float32"), n_total=shape[0])
+    return sample(np.zeros(shape, "float32"), where)
 
 
 @pytest.mark.pure
@@ -96,13 +97,10 @@ def test_multi_input_model_checked_by_name():
 
 @pytest.mark.tf
 def test_conv_model_fed_flat_images_gets_reshape_fix():
-    import keras
     from guardtrain.checking import check
     from guardtrain.core.errors import InputSpecError
 
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(2, 3),
-                              keras.layers.Flatten(), keras.layers.Dense(10, "softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
+    model = conv_classifier()
     with pytest.raises(InputSpecError) as info:
         check(model, np.random.rand(100, 784).astype("float32"), np.arange(100) % 10)
     assert "[GT201]" in str(info.value)
@@ -111,11 +109,9 @@ def test_conv_model_fed_flat_images_gets_reshape_fix():
 
 @pytest.mark.tf
 def test_x_and_y_sample_counts_differ_end_to_end():
-    import keras
     from guardtrain.checking import check
     from guardtrain.core.errors import InputSpecError
 
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
-    model.compile("sgd", "mse")
+    model = regressor((3,))
     with pytest.raises(InputSpecError, match=r"\[GT203\]"):
         check(model, np.random.rand(100, 3), np.random.rand(90))

@@ -7,26 +7,13 @@ import pytest
 
 from guardtrain.checking import sources
 from guardtrain.checking.specs import InputSpec, ModelSpec
+from tests.helpers import class_data, classifier
 
 pytestmark = pytest.mark.tf
 
 
-def _model(inputs=4, units=3, activation="softmax", loss="sparse_categorical_crossentropy"):
-    import keras
-
-    model = keras.Sequential([keras.Input((inputs,)),
-                              keras.layers.Dense(units, activation=activation)])
-    model.compile("adam", loss)
-    return model
-
-
-def _xy(n=64, features=4, classes=3):
-    rng = np.random.default_rng(0)
-    return rng.random((n, features), dtype=np.float32), np.arange(n) % classes
-
-
 def test_arrays_without_y_and_empty_arrays():
-    x, _ = _xy()
+    x, _ = class_data()
     _, [p] = sources.load(x, None)
     assert p.code == "GT272"
     _, problems = sources.load(np.zeros((0, 4)), np.zeros(0))
@@ -38,7 +25,7 @@ def test_arrays_without_y_and_empty_arrays():
 def test_dataset_sampled_with_take():
     import tensorflow as tf
 
-    x, y = _xy()
+    x, y = class_data()
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     inputs, problems = sources.load(ds)
     assert problems == [] and inputs.kind == "dataset" and inputs.batch == 16
@@ -48,7 +35,7 @@ def test_dataset_sampled_with_take():
 def test_unbatched_dataset_and_features_only_dataset():
     import tensorflow as tf
 
-    x, y = _xy()
+    x, y = class_data()
     spec = ModelSpec(inputs=(InputSpec("x", (None, 4)),))
     _, [p] = sources.load(tf.data.Dataset.from_tensor_slices((x, y)), model=spec)
     assert p.code == "GT271" and "dataset.batch(" in p.fix
@@ -61,7 +48,7 @@ def test_unbatched_dataset_and_features_only_dataset():
 def test_dataset_function_called_with_an_input_context():
     import tensorflow as tf
 
-    x, y = _xy()
+    x, y = class_data()
     seen = []
 
     def dataset_fn(ctx):
@@ -86,8 +73,8 @@ def test_several_problems_reported_together():
     from guardtrain.checking import check
     from guardtrain.core.errors import InputSpecError
 
-    model = _model(units=10)
-    x, _ = _xy(features=5)
+    model = classifier(units=10)
+    x, _ = class_data(features=5)
     x[3, 0] = np.nan
     y = np.arange(64) % 10 + 1
     with pytest.raises(InputSpecError) as info:
@@ -103,9 +90,9 @@ def test_warnings_are_listed_beside_errors():
     from guardtrain.checking import check
     from guardtrain.core.errors import InputSpecError
 
-    x, y = _xy()
+    x, y = class_data()
     with pytest.raises(InputSpecError) as info:
-        check(_model(), x * 1000, y + 1)
+        check(classifier(), x * 1000, y + 1)
     assert [p.code for p in info.value.problems] == ["GT205"]
     assert [w.code for w in info.value.warnings] == ["GT234"]
     assert "and 1 warning:" in str(info.value)
@@ -118,8 +105,8 @@ def test_warnings_are_listed_beside_errors():
 def test_clean_inputs_give_a_readable_report():
     from guardtrain.checking import CheckReport, check
 
-    x, y = _xy()
-    report = check(_model(), x, y, batch_size=16)
+    x, y = class_data()
+    report = check(classifier(), x, y, batch_size=16)
     assert isinstance(report, CheckReport) and report.warnings == ()
     assert report.samples == 64 and report.batch_size == 16 and report.replicas >= 1
     assert str(report).startswith("[check] OK  64 samples (arrays), batch 16")
@@ -129,9 +116,9 @@ def test_validation_data_checked_with_its_own_names():
     from guardtrain.checking import check
     from guardtrain.core.errors import InputSpecError
 
-    x, y = _xy()
+    x, y = class_data()
     with pytest.raises(InputSpecError) as info:
-        check(_model(), x, y, validation_data=(x.reshape(64, 2, 2), y))
+        check(classifier(), x, y, validation_data=(x.reshape(64, 2, 2), y))
     [p] = info.value.problems
     assert p.where == "validation_data x" and p.fix == "4 = 4: x_val.reshape(-1, 4)"
 
@@ -143,7 +130,7 @@ def test_unbuilt_sequential_is_built_on_the_data_shape():
 
     model = keras.Sequential([keras.layers.Dense(10, activation="softmax")])
     model.compile("adam", "sparse_categorical_crossentropy")
-    x, _ = _xy()
+    x, _ = class_data()
     with pytest.raises(InputSpecError, match=r"\[GT205\]"):
         check(model, x, np.arange(64) % 10 + 1)
 
@@ -157,7 +144,7 @@ def test_dict_of_labels_for_named_outputs():
     model = keras.Model(inp, {"cls": keras.layers.Dense(3, activation="softmax", name="cls")(inp),
                               "reg": keras.layers.Dense(1, name="reg")(inp)})
     model.compile("adam", {"cls": "sparse_categorical_crossentropy", "reg": "mse"})
-    x, y = _xy()
+    x, y = class_data()
     check(model, x, {"cls": y, "reg": np.random.rand(64)})
     with pytest.raises(InputSpecError) as info:
         check(model, x, {"cls": y + 1, "reg": np.random.rand(64)})
@@ -171,13 +158,13 @@ def test_parquet_end_to_end(tmp_path):
     from guardtrain.data import parquet
     from guardtrain.core.errors import InputSpecError
 
-    x, y = _xy()
+    x, y = class_data()
     pq.write_table(pa.table({"a": x[:, 0], "b": x[:, 1], "c": x[:, 2], "d": x[:, 3], "y": y}),
                    tmp_path / "t.parquet")
-    report = check(_model(), parquet(tmp_path, features=list("abcd"), label="y"))
+    report = check(classifier(), parquet(tmp_path, features=list("abcd"), label="y"))
     assert report.samples == 64 and report.input_kind == "parquet"
     with pytest.raises(InputSpecError, match=r"\[GT201\]"):
-        check(_model(), parquet(tmp_path, features=list("abc"), label="y"))
+        check(classifier(), parquet(tmp_path, features=list("abc"), label="y"))
 
 
 def test_subclassed_model_called_once_to_read_its_output_width():
@@ -195,7 +182,7 @@ def test_subclassed_model_called_once_to_read_its_output_width():
 
     model = Classifier()
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    x, y = _xy()
+    x, y = class_data()
     assert check(model, x, y).warnings == ()
     with pytest.raises(InputSpecError) as info:
         check(model, x, y + 1)

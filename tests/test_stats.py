@@ -2,8 +2,9 @@
 
 The raw figures a replica ships (``[loss / R, sum of squares of each variable's gradient of
 that scaled loss, zero count per variable]``) are built here from explicit per-variable
-gradient arrays; the expected columns are computed from the same arrays directly (norms of
-concatenated vectors, per-layer concatenations), never from sums of squares.
+gradient arrays; the expected columns are computed from the same arrays by
+``tests/reference_stats.py`` (norms of concatenated vectors, per-layer concatenations),
+never from sums of squares.
 """
 
 import subprocess
@@ -13,16 +14,13 @@ import numpy as np
 import pytest
 
 from guardtrain.core.stats import REPLICA_NORMS, STAT_COLUMNS, VarLayout, summarise_chunk
+from tests import reference_stats as reference
 
 pytestmark = pytest.mark.pure
 
 # Three layers: layer 0 owns variables 0 and 1, layer 1 variable 2, layer 2 variables 3, 4.
 LAYOUT = VarLayout(layer_of_var=(0, 0, 1, 2, 2), var_sizes=(6, 2, 4, 3, 1),
                    layer_names=("dense", "dense_1", "dense_2"))
-
-
-def _flat(arrays):
-    return np.concatenate([np.ravel(a) for a in arrays])
 
 
 def _raw_chunk(grads, local_losses, weights_before, weights_after, layout):
@@ -49,42 +47,11 @@ def _raw_chunk(grads, local_losses, weights_before, weights_after, layout):
 
 
 def _expected(grads, local_losses, weights_before, weights_after, layout):
-    steps, reps = len(grads), len(grads[0])
-    layers = range(layout.num_layers)
-    of_layer = lambda arrays, layer: [a for a, l in zip(arrays, layout.layer_of_var)  # noqa: E731
-                                      if l == layer]
-    out = {k: [] for k in STAT_COLUMNS}
-    out[REPLICA_NORMS] = []
-    for s in range(steps):
-        norms = np.array([np.linalg.norm(_flat(grads[s][r])) for r in range(reps)])
-        update = [a - b for a, b in zip(weights_after[s], weights_before[s])]
-        before = weights_before[s]
-        ratios = np.array([np.linalg.norm(_flat(of_layer(update, layer)))
-                           / np.linalg.norm(_flat(of_layer(before, layer))) for layer in layers])
-        first = np.mean([np.linalg.norm(_flat(of_layer(grads[s][r], 0))) for r in range(reps)])
-        last = np.mean([np.linalg.norm(_flat(of_layer(grads[s][r], layout.num_layers - 1)))
-                        for r in range(reps)])
-        zeros = sum(int(np.sum(_flat(grads[s][r]) == 0)) for r in range(reps))
-        entries = reps * sum(a.size for a in grads[s][0])
-        row = {
-            "loss": np.mean(local_losses[s]),
-            "grad_norm_min": norms.min(), "grad_norm_mean": norms.mean(),
-            "grad_norm_max": norms.max(), "grad_norm_argmin": int(np.argmin(norms)),
-            "update_norm": np.linalg.norm(_flat(update)),
-            "weight_norm": np.linalg.norm(_flat(before)),
-            "update_ratio": np.linalg.norm(_flat(update)) / np.linalg.norm(_flat(before)),
-            # LAYOUT has 3 layers: the median is the middle one
-            "layer_ratio_min": ratios.min(), "layer_ratio_median": np.sort(ratios)[1],
-            "layer_ratio_max": ratios.max(),
-            "grad_first": first, "grad_last": last,
-            "zero_grad_fraction": zeros / entries,
-            "finite": True,
-            "measured": True,
-            REPLICA_NORMS: norms,
-        }
-        for k, val in row.items():
-            out[k].append(val)
-    return {k: np.array(v) for k, v in out.items()}
+    """The reference, step by step; the loss of a step is the mean of the replicas'."""
+    return reference.stack([
+        reference.step_row(grads[s], weights_before[s], weights_after[s], layout.layer_of_var,
+                           loss=np.mean(local_losses[s]))
+        for s in range(len(grads))])
 
 
 def _random_chunk(rng, steps, reps, layout=LAYOUT, zero_some=True):
@@ -109,12 +76,8 @@ def test_summary_equals_independent_numpy(reps):
     assert set(got) == set(STAT_COLUMNS) | {REPLICA_NORMS}
     for key in STAT_COLUMNS:
         assert got[key].shape == (4,), key
-        if key in ("finite", "grad_norm_argmin", "measured"):
-            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-        else:
-            np.testing.assert_allclose(got[key], want[key], rtol=1e-12, err_msg=key)
+    reference.assert_stats_equal(got, want, rtol=1e-12, columns=STAT_COLUMNS)
     assert got["grad_norm_argmin"].dtype.kind == "i"
-    np.testing.assert_allclose(got[REPLICA_NORMS], want[REPLICA_NORMS], rtol=1e-12)
     assert got[REPLICA_NORMS].shape == (4, reps)
 
 

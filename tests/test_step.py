@@ -18,6 +18,8 @@ from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.engine.devices import pick_strategy
 from guardtrain.core.stats import REPLICA_NORMS, STAT_COLUMNS, summarise_chunk
 from guardtrain.engine.step import StepRunner, var_layout
+from tests import reference_stats as reference
+from tests.helpers import regression_data
 
 pytestmark = pytest.mark.tf
 
@@ -78,71 +80,29 @@ def _loss_and_grads(weights, use_bias, x, y):
     return loss, grads
 
 
-def _norm(arrays):
-    return np.sqrt(sum(np.sum(np.square(a)) for a in arrays))
-
-
 def _reference(weights, use_bias, batches, lrs, replicas):
-    """Runs SGD by hand over ``batches`` (lr per step); returns the §3 columns per step,
-    the per-replica norms and the final weights."""
+    """Runs SGD by hand over ``batches`` (lr per step); returns the §3 columns per step
+    (from ``tests/reference_stats.py``), the per-replica norms and the final weights."""
     weights = [np.asarray(w, np.float64) for w in weights]
     per_layer = 2 if use_bias else 1
     layer_of = [i // per_layer for i in range(len(weights))]
-    n_layers = layer_of[-1] + 1
-    in_layer = lambda arrays, layer: [a for a, l in zip(arrays, layer_of) if l == layer]  # noqa
-    rows = {k: [] for k in STAT_COLUMNS}
-    rows[REPLICA_NORMS] = []
+    rows = []
     for (x, y), lr in zip(batches, lrs):
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         half = len(x) // replicas
         local = [_loss_and_grads(weights, use_bias, x[r * half:(r + 1) * half],
-                                 y[r * half:(r + 1) * half]) for r in range(replicas)]
-        norms = np.array([_norm(g) for _, g in local])
-        applied = [np.mean([g[i] for _, g in local], axis=0) for i in range(len(weights))]
+                                 y[r * half:(r + 1) * half])[1] for r in range(replicas)]
+        applied = [np.mean([g[i] for g in local], axis=0) for i in range(len(weights))]
         new = [w - lr * g for w, g in zip(weights, applied)]
-        update = [a - b for a, b in zip(new, weights)]
-        ratios = np.array([_norm(in_layer(update, l)) / _norm(in_layer(weights, l))
-                           for l in range(n_layers)])
-        zeros = sum(int(np.sum(g == 0)) for _, gs in local for g in gs)
-        entries = replicas * sum(w.size for w in weights)
-        row = {
-            # the mean of the global batch, computed directly (not from the replicas)
-            "loss": _loss_and_grads(weights, use_bias, x, y)[0],
-            "grad_norm_min": norms.min(), "grad_norm_mean": norms.mean(),
-            "grad_norm_max": norms.max(), "grad_norm_argmin": int(np.argmin(norms)),
-            "update_norm": _norm(update), "weight_norm": _norm(weights),
-            "update_ratio": _norm(update) / _norm(weights),
-            "layer_ratio_min": ratios.min(), "layer_ratio_median": np.median(ratios),
-            "layer_ratio_max": ratios.max(),
-            # each replica's own first / last layer norm, averaged over replicas
-            "grad_first": np.mean([_norm(in_layer(g, 0)) for _, g in local]),
-            "grad_last": np.mean([_norm(in_layer(g, n_layers - 1)) for _, g in local]),
-            "zero_grad_fraction": zeros / entries,
-            "finite": True,
-            "measured": True,
-            REPLICA_NORMS: norms,
-        }
-        for k, v in row.items():
-            rows[k].append(v)
+        # the mean of the global batch, computed directly (not from the replicas)
+        loss = _loss_and_grads(weights, use_bias, x, y)[0]
+        rows.append(reference.step_row(local, weights, new, layer_of, loss=loss))
         weights = new
-    return {k: np.array(v) for k, v in rows.items()}, weights
+    return reference.stack(rows), weights
 
 
 def _assert_stats_equal(got, want):
-    for key in STAT_COLUMNS:
-        if key in ("finite", "grad_norm_argmin", "measured"):
-            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
-        else:
-            np.testing.assert_allclose(got[key], want[key], rtol=RTOL, atol=ATOL, err_msg=key)
-    np.testing.assert_allclose(got[REPLICA_NORMS], want[REPLICA_NORMS], rtol=RTOL, atol=ATOL)
-
-
-def _data(n, seed=1):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3)).astype("float32")
-    y = (x @ np.array([[1.5], [-2.0], [0.7]]) + 0.3
-         + rng.normal(scale=0.1, size=(n, 1))).astype("float32")
-    return x, y
+    reference.assert_stats_equal(got, want, rtol=RTOL, atol=ATOL, columns=STAT_COLUMNS)
 
 
 def _batches(x, y, batch, steps):
@@ -158,7 +118,7 @@ def test_step_statistics_equal_numpy(replicas, widths):
     """Two chunks (3 then 2 steps): every step starts from the previous step's weights."""
     strategy = _strategy(replicas)
     model = _linear_model(strategy, widths=widths, lr=0.1)
-    x, y = _data(24)
+    x, y = regression_data(24)
     batch = 8
     runner = StepRunner(model, strategy)
     it = _iterator(strategy, x, y, batch)
@@ -186,7 +146,7 @@ def test_replica_with_zero_inputs_reports_its_own_smaller_norm():
     while replica 0's is not; argmin names replica 1 and half the entries are zero."""
     strategy = _strategy(2)
     model = _linear_model(strategy, widths=(1,), use_bias=False, lr=0.05)
-    x, y = _data(16)
+    x, y = regression_data(16)
     batch = 8
     for start in range(0, len(x), batch):          # replica 1's half of every batch
         x[start + batch // 2:start + batch] = 0.0
@@ -208,7 +168,7 @@ def test_replica_with_zero_inputs_reports_its_own_smaller_norm():
 def test_learning_rate_change_between_chunks_takes_effect_without_retrace(replicas):
     strategy = _strategy(replicas)
     model = _linear_model(strategy, widths=(1,), lr=0.1)
-    x, y = _data(24)
+    x, y = regression_data(24)
     batch = 8
     runner = StepRunner(model, strategy)
     it = _iterator(strategy, x, y, batch)
@@ -244,7 +204,7 @@ def test_a_schedule_is_recorded_step_by_step_and_drives_the_steps(replicas):
             keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=1, decay_rate=0.5)),
             loss="mse")
         model.optimizer.build(model.trainable_variables)
-    x, y = _data(24)
+    x, y = regression_data(24)
     batch = 8
     runner = StepRunner(model, strategy)
     it = _iterator(strategy, x, y, batch)
@@ -266,7 +226,7 @@ def test_a_loss_scale_optimizer_records_the_inner_rate():
     model.compile(optimizer=keras.optimizers.LossScaleOptimizer(
         keras.optimizers.SGD(learning_rate=0.05)), loss="mse")
     model.optimizer.build(model.trainable_variables)
-    x, y = _data(16)
+    x, y = regression_data(16)
     out = StepRunner(model, strategy).run(_iterator(strategy, x, y, 8), 2)
     np.testing.assert_allclose(out.learning_rate, [0.05, 0.05], rtol=1e-6)
 
@@ -274,7 +234,7 @@ def test_a_loss_scale_optimizer_records_the_inner_rate():
 def test_collect_stats_false_returns_only_the_loss():
     strategy = _strategy(2)
     model = _linear_model(strategy, widths=(1,), lr=0.1)
-    x, y = _data(16)
+    x, y = regression_data(16)
     initial = model.get_weights()
     runner = StepRunner(model, strategy, collect_stats=False)
     out = runner.run(_iterator(strategy, x, y, 8), 2)
@@ -325,7 +285,7 @@ def test_norms_on_one_step_in_three_loss_on_every_step():
     unmeasured, and still count as finite (their loss is)."""
     strategy = _strategy(2)
     model = _linear_model(strategy, widths=(1,), lr=0.1)
-    x, y = _data(56)
+    x, y = regression_data(56)
     initial = model.get_weights()
     runner = StepRunner(model, strategy, stats_every=3)
     out = runner.run(_iterator(strategy, x, y, 8), 7)
@@ -353,7 +313,7 @@ def test_a_deferred_snapshot_is_taken_at_the_start_of_the_next_chunk(replicas):
 
     strategy = _strategy(replicas)
     model = _linear_model(strategy, widths=(2, 1), lr=0.1)
-    x, y = _data(24)
+    x, y = regression_data(24)
     snapshot = Snapshot(model, strategy)
     runner = StepRunner(model, strategy, snapshot=snapshot)
     it = _iterator(strategy, x, y, 8)
