@@ -2,20 +2,28 @@
 # A real two-node Ray cluster on this machine, for tests and for trying `workers=N` by address.
 #
 #   cluster/local-cluster.sh start    # head + a second raylet on 127.0.0.1; prints the address
-#   cluster/local-cluster.sh status   # address and the PIDs this script started, alive or not
+#   cluster/local-cluster.sh status   # address, token file and the PIDs this script started
+#   cluster/local-cluster.sh env      # the lines a driver needs: eval "$(... env)"
 #   cluster/local-cluster.sh stop     # stops what `start` started, by PID, and nothing else
 #
-# Then: LaunchConfig(workers=2, address="127.0.0.1:6390").
+# Then, in the driver's shell: eval "$(cluster/local-cluster.sh env)" and
+# LaunchConfig(workers=2, address="127.0.0.1:6390").
 #
 # Why it looks like this:
 # - Never `ray stop`: it kills every Ray process on the host, other people's included. Each
 #   node runs as `ray start --block` in a session of its own; SIGTERM to that process makes
 #   Ray tear down the node's daemons, and whatever is left in that session is killed by PID.
-# - RAY_AUTH_MODE=disabled: with the default token auth a second raylet on the same host
-#   fails to join. Set it in a driver that attaches here, too. The nodes are registered and
-#   talk over 127.0.0.1, but Ray has no flag to keep its GCS and raylets from listening on
-#   every interface: with auth off, anyone who can reach this machine's ports can run code
-#   on it. Use it on a developer machine or CI runner, not on a host open to a network.
+# - Token auth, one token for both nodes: Ray cannot be kept to loopback. Its GCS and
+#   raylets listen on every interface, and it replaces --node-ip-address=127.0.0.1 by the
+#   host's own address (services.resolve_ip_for_localhost), where the Ray Client server
+#   and the agents then listen. Whoever reaches these ports could run code as this user
+#   if auth were off. `start` writes a fresh random token to a file only this user
+#   can read ($GT_RAY_DIR/auth_token, mode 600) and both nodes read it through
+#   RAY_AUTH_TOKEN_PATH (each node generating its own would keep the second from joining).
+#   The token is never printed, logged or put on a command line; a driver that attaches
+#   needs RAY_AUTH_MODE=token and RAY_AUTH_TOKEN_PATH (`env` prints both), and one without
+#   them is refused.
+# - No dashboard (it runs jobs for whoever reaches it). Drivers attach by 127.0.0.1.
 # - Its own ports and temp dir, so it does not collide with another Ray on the host, and a
 #   small object store: Ray sizes it at 30% of RAM by default.
 #
@@ -25,7 +33,7 @@
 #   GT_RAY_HEAD_CPUS     CPUs the head offers to tasks        (1)
 #   GT_RAY_NODE_CPUS     CPUs the second node offers          (1)
 #   GT_RAY_OBJECT_STORE  object store bytes per node          (314572800 = 300 MB)
-#   GT_RAY_DIR           state, logs and Ray temp dir         (/tmp/gtray-$UID-$GT_RAY_PORT)
+#   GT_RAY_DIR           state, token, logs and Ray temp dir  (/tmp/gtray-$UID-$GT_RAY_PORT)
 #   RAY                  the `ray` executable                 (the venv's, else `ray`)
 set -euo pipefail
 
@@ -41,9 +49,14 @@ if [[ -z "${RAY:-}" ]]; then
   if [[ -x "$HERE/../.venv/bin/ray" ]]; then RAY="$HERE/../.venv/bin/ray"; else RAY=ray; fi
 fi
 ADDRESS="127.0.0.1:$PORT"
+TOKEN_FILE="$DIR/auth_token"
 START_TIMEOUT_S="${GT_RAY_START_TIMEOUT_S:-60}"
 
-export RAY_AUTH_MODE=disabled
+export RAY_AUTH_MODE=token
+# A RAY_AUTH_TOKEN inherited from the caller would win over the file (Ray reads the
+# variable first): the nodes must use the token `start` made, and only that one.
+unset RAY_AUTH_TOKEN
+export RAY_AUTH_TOKEN_PATH="$TOKEN_FILE"
 export RAY_USAGE_STATS_ENABLED=0
 # On SIGTERM a node first "drains" for up to 30 s, waiting on detached actors (Ray Train
 # leaves one per run); a throwaway test cluster has nothing to drain.
@@ -91,6 +104,21 @@ wait_started() {
   return 1
 }
 
+# A fresh random token in a file only this user can read; nothing of it is printed.
+new_token() {
+  local tmp="$TOKEN_FILE.tmp.$$"
+  (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$tmp")
+  chmod 600 "$tmp"
+  mv -f "$tmp" "$TOKEN_FILE"
+}
+
+# The shell lines a driver needs to attach (the token's path, never the token).
+driver_env() {
+  echo "export RAY_AUTH_MODE=token"
+  echo "export RAY_AUTH_TOKEN_PATH=$TOKEN_FILE"
+  echo "unset RAY_AUTH_TOKEN"
+}
+
 # Starts one node as `ray start --block` in its own session; records the PID.
 start_node() {
   local name="$1"; shift
@@ -124,19 +152,21 @@ cmd_stop() {
   for p in $pids; do
     if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
   done
-  rm -f "$DIR/head.pid" "$DIR/node2.pid" "$DIR/address"
+  rm -f "$DIR/head.pid" "$DIR/node2.pid" "$DIR/address" "$TOKEN_FILE"
   log "stopped"
 }
 
 cmd_start() {
-  mkdir -p "$DIR"
+  (umask 077 && mkdir -p "$DIR")
+  chmod 700 "$DIR"
   if alive "$(pid_of head)"; then
-    log "already running"
+    log "already running; a driver attaches with: $(driver_env | tr '\n' ';')"
     echo "$ADDRESS"
     return 0
   fi
   rm -rf "$DIR/tmp"
   mkdir -p "$DIR/tmp"
+  new_token
   start_node head --head --port="$PORT" --ray-client-server-port="$CLIENT_PORT" \
     --include-dashboard=false --num-cpus="$HEAD_CPUS" --num-gpus=0 --temp-dir="$DIR/tmp"
   if ! wait_started "$(started_pid head)" head; then cmd_stop; return 1; fi
@@ -144,6 +174,7 @@ cmd_start() {
   if ! wait_started "$(started_pid node2)" node2; then cmd_stop; return 1; fi
   echo "$ADDRESS" >"$DIR/address"
   log "2 nodes up (head pid $(pid_of head), node2 pid $(pid_of node2)); logs in $DIR"
+  log "token auth on; a driver attaches with: $(driver_env | tr '\n' ';')"
   echo "$ADDRESS"
 }
 
@@ -154,6 +185,10 @@ cmd_status() {
     if alive "$pid"; then echo "$name pid $pid running"; up=$((up + 1)); else echo "$name not running"; fi
   done
   echo "address $ADDRESS"
+  if [[ -f "$TOKEN_FILE" ]]; then
+    echo "auth token file $TOKEN_FILE (mode 600; a driver attaches with:)"
+    driver_env | sed 's/^/  /'
+  fi
   ((up == 2))
 }
 
@@ -161,5 +196,6 @@ case "${1:-}" in
   start) cmd_start ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  env) driver_env ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
 esac

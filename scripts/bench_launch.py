@@ -117,7 +117,11 @@ def _start_local_cluster(state_dir: str, port: int) -> tuple[str, dict]:
                           capture_output=True, text=True, timeout=180)
     if done.returncode != 0:
         sys.exit(f"local cluster did not start:\n{done.stderr[-2000:]}")
-    os.environ["RAY_AUTH_MODE"] = "disabled"   # what a driver attaching to it needs
+    # What a driver attaching to it needs: token auth and the file the script wrote the
+    # cluster's token to (a RAY_AUTH_TOKEN in the environment would win over the file).
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    os.environ.update(RAY_AUTH_MODE="token",
+                      RAY_AUTH_TOKEN_PATH=os.path.join(state_dir, "auth_token"))
     return done.stdout.strip().splitlines()[-1], env
 
 

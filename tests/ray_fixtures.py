@@ -6,6 +6,10 @@ started (by PID). ``tests/conftest.py`` imports it, so every module shares it.
 
 Ray tests run serially against this one cluster: several Ray instances on one host
 confuse Ray's cleanup, and each Ray worker with TensorFlow holds ~0.8 GiB.
+
+The cluster runs with token auth (the script makes one token for both nodes, in a file
+only this user can read); this process, and the subprocesses it starts, attach with
+``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN_PATH``, as a user's driver does.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "cluster" / "local-cluster.sh"
+
+#: The running session cluster: ``{"address", "dir", "token_path"}`` while it is up.
+STATE: dict = {}
+
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 
 
 def _free_port_pair() -> int:
@@ -46,8 +55,9 @@ def _free(port: int) -> bool:
 def ray_cluster():
     """The address (``"127.0.0.1:PORT"``) of a running two-node local Ray cluster.
 
-    Each node offers 1 CPU and no GPU; auth is disabled (a second raylet on one host
-    needs it), so this process attaches with ``RAY_AUTH_MODE=disabled``.
+    Each node offers 1 CPU and no GPU. The cluster runs with token auth; while it is up
+    this process's environment carries ``RAY_AUTH_MODE=token`` and the token file's path
+    (``STATE["token_path"]``), never the token itself.
     """
     port = _free_port_pair()
     state_dir = tempfile.mkdtemp(prefix=f"gtray-{port}-", dir="/tmp")
@@ -55,14 +65,17 @@ def ray_cluster():
     ray_bin = ROOT / ".venv" / "bin" / "ray"
     if ray_bin.exists():
         env["RAY"] = str(ray_bin)
-    saved_auth = os.environ.get("RAY_AUTH_MODE")
+    saved_auth = {k: os.environ.get(k) for k in _AUTH_VARS}
     started = subprocess.run([str(SCRIPT), "start"], env=env, capture_output=True, text=True,
                              timeout=120)
     try:
         if started.returncode != 0:
             pytest.fail(f"local Ray cluster did not start:\n{started.stderr[-2000:]}")
         address = started.stdout.strip().splitlines()[-1]
-        os.environ["RAY_AUTH_MODE"] = "disabled"
+        token_path = os.path.join(state_dir, "auth_token")
+        os.environ.pop("RAY_AUTH_TOKEN", None)   # it would win over the file
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=token_path)
+        STATE.update(address=address, dir=state_dir, token_path=token_path)
         yield address
     finally:
         try:
@@ -72,8 +85,10 @@ def ray_cluster():
                 ray.shutdown()
         finally:
             subprocess.run([str(SCRIPT), "stop"], env=env, capture_output=True, timeout=120)
-            if saved_auth is None:
-                os.environ.pop("RAY_AUTH_MODE", None)
-            else:
-                os.environ["RAY_AUTH_MODE"] = saved_auth
+            STATE.clear()
+            for key, value in saved_auth.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
             shutil.rmtree(state_dir, ignore_errors=True)

@@ -250,6 +250,31 @@ def test_checkpoint_helpers_outside_ray_worker():
         checkpoint.load_state()
 
 
+@pytest.mark.pure
+def test_a_token_file_that_cannot_be_read_is_named_before_ray_starts(monkeypatch, tmp_path):
+    # Ray aborts the whole process on an unreadable RAY_AUTH_TOKEN_PATH; guardtrain says
+    # which file, with the fix, before calling it.
+    from guardtrain.ray import cluster
+
+    monkeypatch.setattr(cluster, "_refresh_ray_auth_config", lambda: None)   # no Ray here
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.setenv(name, "x")      # recorded, so the test's changes are undone
+        monkeypatch.delenv(name)
+    (tmp_path / "empty").write_text("\n")
+    for path, why in ((tmp_path / "missing", "cannot be read"), (tmp_path / "empty", "is empty")):
+        monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(path))
+        with pytest.raises(LaunchError) as info:
+            cluster._use_token_for_attach("127.0.0.1:6390")
+        assert info.value.code == "GT410"
+        assert str(path) in str(info.value) and why in str(info.value)
+        assert "RAY_AUTH_TOKEN_PATH" in info.value.fix and "Fix:" in str(info.value)
+        # A token path given means token auth: Ray ignores a token without the mode.
+        assert os.environ["RAY_AUTH_MODE"] == "token"
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")   # the user's explicit choice stands
+    cluster._use_token_for_attach("127.0.0.1:6390")
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"
+
+
 # ------------------------------------------------------------------------------- ray
 # Train functions run on the workers. This module is pickled by value so that the
 # workers need only guardtrain, not the tests, on their path.

@@ -78,7 +78,9 @@ def connect(launch: LaunchConfig, *,
     - Ray already initialised in this process: reused, unless ``launch.address`` names a
       different ``host:port`` (GT411).
     - ``launch.address`` given: attached to it (``"auto"``, ``"host:port"``,
-      ``"ray://host:10001"``).
+      ``"ray://host:10001"``). A cluster with token auth needs its token here:
+      ``RAY_AUTH_TOKEN_PATH`` (or ``RAY_AUTH_TOKEN``) is enough, ``RAY_AUTH_MODE=token``
+      is implied; a token file that cannot be read, or a refusal, is GT410 with the fix.
     - otherwise: an embedded Ray for this process only (``address="local"``, so it never
       attaches to some other cluster running on the host), with a private temp dir, no
       dashboard and a small object store. Its auth token is kept in this process's
@@ -121,10 +123,20 @@ def connect(launch: LaunchConfig, *,
 
     if launch.address:
         _require_reachable(launch.address)
+        _use_token_for_attach(launch.address)
+        refused = _auth_refusal(launch.address)
         try:
+            if refused is not None:
+                raise refused
             ray.init(address=launch.address, logging_level=logging.WARNING,
                      log_to_driver=True)
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ValueError...
+            if _is_auth_error(err):
+                raise LaunchError(
+                    f"the Ray cluster at {launch.address!r} refused this driver: it runs "
+                    f"with token auth and {_token_source()}",
+                    code="GT410", fix=_TOKEN_FIX,
+                    details={"address": launch.address}) from None
             raise LaunchError(
                 f"could not attach to the Ray cluster at {launch.address!r}: "
                 f"{type(err).__name__}: {err}",
@@ -176,6 +188,89 @@ def _require_reachable(address: str, timeout_s: float = 5.0) -> None:
                  "start) and check the address, or pass address=None to run on an embedded "
                  "Ray in this process"),
             details={"address": address}) from None
+
+
+_TOKEN_FIX = ("give this driver the cluster's token: export RAY_AUTH_MODE=token and "
+              "RAY_AUTH_TOKEN_PATH=<the token file> (for cluster/local-cluster.sh: "
+              "eval \"$(cluster/local-cluster.sh env)\"), or RAY_AUTH_TOKEN; never turn "
+              "the cluster's auth off")
+
+
+def _use_token_for_attach(address: str) -> None:
+    """Makes a token the user gave count when attaching by address.
+
+    Ray only turns token auth on for a driver with an explicit address when
+    ``RAY_AUTH_MODE=token`` is set: a token in ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH``
+    alone would be ignored, and the cluster would refuse the driver. A token file that
+    cannot be read is named here; Ray itself aborts the process on one.
+    """
+    env = os.environ
+    token, path = env.get("RAY_AUTH_TOKEN"), env.get("RAY_AUTH_TOKEN_PATH")
+    if env.get("RAY_AUTH_MODE") is None and (token or path):
+        env["RAY_AUTH_MODE"] = "token"
+    if env.get("RAY_AUTH_MODE", "").lower() == "token" and not token and path:
+        try:
+            with open(os.path.expanduser(path)) as f:
+                readable = bool(f.read().strip())
+        except OSError as err:
+            readable, why = False, f"cannot be read ({type(err).__name__})"
+        else:
+            why = "is empty"
+        if not readable:
+            raise LaunchError(
+                f"cannot attach to the Ray cluster at {address!r}: RAY_AUTH_TOKEN_PATH "
+                f"names {path!r}, which {why}",
+                code="GT410", fix=_TOKEN_FIX, details={"address": address})
+    _refresh_ray_auth_config()
+
+
+def _auth_refusal(address: str) -> Exception | None:
+    """Ray's own refusal of this driver's token (or of its lack of one), in well under a
+    second, or ``None``.
+
+    ``ray.init`` meets a refusal with ~20 s of retries, then a ConnectionError that does
+    not say why; one GCS client asks once and gets Ray's ``AuthenticationError``. Any
+    other outcome is left to ``ray.init``.
+    """
+    if not _is_host_port(address):
+        return None
+    try:
+        from ray._raylet import GcsClient
+
+        GcsClient(address=address)
+    except Exception as err:  # noqa: BLE001 - only an auth refusal is acted on
+        return err if _is_auth_error(err) else None
+    return None
+
+
+def _refresh_ray_auth_config() -> None:
+    # Ray's C++ side caches the auth mode and token when it is first read; an environment
+    # set after `import ray` (a fixture, a notebook cell) only counts after a reload.
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):   # a Ray without token auth
+        pass
+
+
+def _token_source() -> str:
+    env = os.environ
+    if env.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (f"this process has no token (RAY_AUTH_MODE is "
+                f"{env.get('RAY_AUTH_MODE', 'unset')})")
+    if env.get("RAY_AUTH_TOKEN"):
+        return "the token in RAY_AUTH_TOKEN is not its token"
+    if env.get("RAY_AUTH_TOKEN_PATH"):
+        return f"the token in {env['RAY_AUTH_TOKEN_PATH']!r} is not its token"
+    return "this process has no token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)"
+
+
+def _is_auth_error(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}".lower()
+    return type(err).__name__ == "AuthenticationError" or "unauthenticated" in text \
+        or "authentication token" in text
 
 
 def require_resources(launch: LaunchConfig) -> None:
@@ -235,11 +330,14 @@ def _short_temp_dir() -> str:
 
 
 def _keep_auth_token_out_of_home() -> None:
-    # A new local Ray turns on token auth and writes the token to ~/.ray/auth_token unless
-    # a token is already in the environment. A random one here keeps auth on and $HOME
-    # clean; the raylet and its workers inherit it. An explicit choice by the user wins.
+    # A new local Ray writes its token to ~/.ray/auth_token unless a token is already in
+    # the environment. A random one here keeps auth on and $HOME clean; the raylet and its
+    # workers inherit it. The mode is set too: some Ray releases with token auth leave it
+    # off unless asked. An explicit choice by the user wins.
     if any(k in os.environ for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         return
     import secrets
 
+    os.environ["RAY_AUTH_MODE"] = "token"
     os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    _refresh_ray_auth_config()
