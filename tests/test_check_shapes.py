@@ -115,3 +115,13 @@ def test_x_and_y_sample_counts_differ_end_to_end():
     model = regressor((3,))
     with pytest.raises(InputSpecError, match=r"\[GT203\]"):
         check(model, np.random.rand(100, 3), np.random.rand(90))
+
+
+@pytest.mark.pure
+def test_a_one_key_dict_must_name_the_single_input():
+    specs = (InputSpec("pixels", (None, 4)),)
+    pairs, problems = pair(specs, [("pixels", _sample((3, 4), "x['pixels']"))], "dict", "x")
+    assert [s.name for s, _ in pairs] == ["pixels"] and problems == []
+    pairs, [p] = pair(specs, [("image", _sample((3, 4), "x['image']"))], "dict", "x")
+    assert pairs == [] and p.code == "GT204" and p.severity == "error"
+    assert "'pixels'" in p.expected and "'image'" in p.found and "{'pixels': ...}" in p.fix

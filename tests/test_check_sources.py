@@ -187,3 +187,13 @@ def test_subclassed_model_called_once_to_read_its_output_width():
     with pytest.raises(InputSpecError) as info:
         check(model, x, y + 1)
     assert [p.code for p in info.value.problems] == ["GT205"]
+
+
+@pytest.mark.pure
+def test_ragged_python_lists_are_a_problem_not_a_numpy_error():
+    x = [[1.0, 2.0, 3.0]] * 3 + [[1.0]]
+    inputs, problems = sources.load(x, [0, 1, 0, 1])
+    assert [p.code for p in problems] == ["GT275"]
+    assert "row lengths 1..3" in problems[0].found and "pad_sequences(x" in problems[0].fix
+    inputs, problems = sources.load([[1.0, 2.0]] * 4, [0, 1, 0, 1])
+    assert problems == [] and inputs.x[0][1].rows.shape == (4, 2)

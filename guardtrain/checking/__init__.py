@@ -61,7 +61,16 @@ Codes (stable; one per kind of problem). E = error, blocks training; W = warning
   GT271 E  a dataset of single samples (not batched)
   GT272 E  no labels
   GT273 E  y given with a source that already yields labels
-  GT274 E  an input with 0 samples
+  GT274 E  an input with 0 samples (a Parquet source with no rows too)
+  GT275 E  nested Python lists whose rows differ in length (ragged)
+
+Raised at once as a ``ConfigError``, before any data is read (a call, not the data):
+
+ runner.py
+  GT102    a dataset function, or a dataset of unknown length, with steps_per_epoch=None
+  GT109    check(launch=...) is not a LaunchConfig, a dict of its fields or None
+ optimizers.py (called by gt.fit and the JOB reader)
+  GT122    an optimizer on RescueConfig.optimizer_ladder that Keras does not know
 
 Example:
 

@@ -63,6 +63,7 @@ UNBATCHED = _TABLE["UNBATCHED"]
 NO_LABELS = _TABLE["NO_LABELS"]
 LABELS_TWICE = _TABLE["LABELS_TWICE"]
 EMPTY = _TABLE["EMPTY"]
+RAGGED = _TABLE["RAGGED"]
 
 #: Every constant above, by name.
 ALL = {name: value for name, value in globals().items()

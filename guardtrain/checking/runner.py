@@ -1,7 +1,8 @@
 """``check``: run every input check, collect every problem, raise once or report.
 
-Order: the model (called if it is a function), then the data sampled once, then the
-checks, each a function returning ``Problem``s. Nothing here builds a strategy, starts
+Order: the call's own arguments (``launch``, and ``steps_per_epoch`` for data without a
+length: a ``ConfigError`` at once), the model (called if it is a function), then the data
+sampled once, then the checks, each a function returning ``Problem``s. Nothing here builds a strategy, starts
 Ray, or reads more than a bounded sample.
 """
 
@@ -17,17 +18,30 @@ from guardtrain.checking import codes
 from guardtrain.checking.model_spec import describe, loss_spec
 from guardtrain.checking.report import CheckReport
 from guardtrain.checking.specs import Inputs, ModelSpec, OutputSpec
+from guardtrain.core.fit_args import as_config
 from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.engine.devices import planned_replicas
-from guardtrain.core.errors import InputSpecError, Problem
+from guardtrain.core.errors import ConfigError, InputSpecError, Problem
+from guardtrain.data import ParquetSource
 
-__all__ = ["check"]
+__all__ = ["check", "require_steps"]
 
 logger = logging.getLogger(__name__)
 
 
-def check(model, x=None, y=None, *, batch_size=32, validation_data=None,
-          launch: LaunchConfig | None = None) -> CheckReport:
+class _NotGiven:
+    """The default of ``check(steps_per_epoch=...)``: the caller did not say, so a
+    dataset function is not refused for lacking it (``None`` means "none")."""
+
+    def __repr__(self) -> str:
+        return "<not given>"
+
+
+NOT_GIVEN = _NotGiven()
+
+
+def check(model, x=None, y=None, *, batch_size=32, steps_per_epoch=NOT_GIVEN,
+          validation_data=None, launch: LaunchConfig | None = None) -> CheckReport:
     """Checks that the data fits the model, the loss and the launch, before training.
 
     Reads only bounded samples (up to 10,000 rows for the value checks), so it takes
@@ -41,8 +55,14 @@ def check(model, x=None, y=None, *, batch_size=32, validation_data=None,
             ``fn(input_context) -> tf.data.Dataset``, or ``gt.data.parquet(...)``.
         y: labels, for array inputs.
         batch_size: the global batch, split over the replicas.
-        validation_data: ``(x_val, y_val)``, or a dataset/function/Parquet source.
-        launch: where the run will go; decides the replica count and the dispatch checks.
+        steps_per_epoch: the steps per epoch the run will use, when known (``gt.fit``
+            always passes it). A dataset function, or a dataset of unknown length, has
+            no epoch of its own: given as ``None``, the run could not start, and
+            ``check`` says so (``ConfigError`` GT102) before reading any data.
+        validation_data: ``(x_val, y_val)`` or ``[x_val, y_val]``, or a
+            dataset/function/Parquet source.
+        launch: where the run will go (a ``LaunchConfig`` or a dict of its fields);
+            decides the replica count and the dispatch checks.
 
     Returns:
         A ``CheckReport`` with the warnings.
@@ -50,6 +70,9 @@ def check(model, x=None, y=None, *, batch_size=32, validation_data=None,
     Raises:
         InputSpecError: with ``.problems``, every blocking problem (warnings are in the
             message and in ``.warnings``).
+        ConfigError: GT102, a dataset function or a dataset of unknown length without
+            ``steps_per_epoch``; GT109 (or the config's own code), a ``launch`` that is
+            not a ``LaunchConfig`` or whose fields are wrong.
 
     Example:
 
@@ -57,7 +80,8 @@ def check(model, x=None, y=None, *, batch_size=32, validation_data=None,
     >>> print(report)                                                # doctest: +SKIP
     """
     start = time.perf_counter()
-    launch = launch or LaunchConfig()
+    launch = as_config(launch, LaunchConfig, "launch", "GT109", off=False, call="check")
+    require_steps(x, steps_per_epoch)
     replicas = planned_replicas(launch)
     problems: list[Problem] = []
     notes: list[str] = []
@@ -95,6 +119,29 @@ def check(model, x=None, y=None, *, batch_size=32, validation_data=None,
         sampled_rows=max((len(s.rows) for _, s in inputs.x), default=0) if inputs else 0,
         input_kind=inputs.kind if inputs else "", elapsed_s=time.perf_counter() - start,
         notes=tuple(notes))
+
+
+def require_steps(x, steps_per_epoch) -> None:
+    """Raises ``ConfigError`` GT102 when ``x`` has no length and no ``steps_per_epoch``
+    says how long an epoch is: the same refusal the run itself would make, only before
+    anything is built (``guardtrain.engine.inputs.make_train_data``)."""
+    if (steps_per_epoch is NOT_GIVEN or steps_per_epoch is not None or x is None
+            or isinstance(x, ParquetSource)):
+        return
+    if sources.is_dataset(x):
+        cardinality = int(x.cardinality().numpy())  # metadata: reads no element
+        if cardinality >= 0:
+            return
+        raise ConfigError(
+            "fit(x=dataset): expected a dataset of known length or steps_per_epoch, found "
+            f"cardinality {cardinality} ({'infinite' if cardinality == -1 else 'unknown'}, "
+            "e.g. after repeat() or filter())", code="GT102",
+            fix="pass steps_per_epoch=N (samples per epoch / global batch size)")
+    if sources.is_dataset_fn(x):
+        raise ConfigError(
+            "fit(x=dataset_fn): expected steps_per_epoch, found None: a dataset function "
+            "has no length", code="GT102",
+            fix="pass steps_per_epoch=N (samples per epoch / global batch size)")
 
 
 def _resolve_model(model, launch):

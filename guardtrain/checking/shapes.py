@@ -36,8 +36,15 @@ def pair(specs, leaves, structure: str, where: str, *, what: str = "input"):
     listing = ", ".join(repr(n) for n in names)
     if structure == "dict":
         by_key = dict(leaves)
-        if len(specs) == 1 and len(by_key) == 1:
-            return [(specs[0], next(iter(by_key.values())))], []
+        if len(specs) == 1 and len(by_key) == 1 and next(iter(by_key)) != names[0]:
+            # Keras looks a dict up by name even for one input or output: any other key
+            # fails at the first step, inside the traced function.
+            key = next(iter(by_key))
+            return [], [Problem(
+                codes.STRUCTURE, where, f"the key {names[0]!r} (the model's {what} name)",
+                f"the key {key!r}",
+                f"pass the array itself ({where.split()[-1]}=array), or name the key "
+                f"after the {what}: {where.split()[-1]}={{{names[0]!r}: ...}}")]
         pairs = [(s, by_key[s.name]) for s in specs if s.name in by_key]
         missing = [n for n in names if n not in by_key]
         extra = [k for k in by_key if k not in names]
@@ -56,6 +63,8 @@ def pair(specs, leaves, structure: str, where: str, *, what: str = "input"):
         return pairs, problems
     if len(leaves) == len(specs):
         return [(spec, s) for spec, (_, s) in zip(specs, leaves)], []
+    if not leaves:
+        return [], []   # every array was dropped while reading, which said why
     given = f"{len(leaves)} array{'s' if len(leaves) != 1 else ''}"
     fix = ("pass a dict by name: " + where.split()[-1] + "={"
            + ", ".join(f"{n!r}: ..." for n in names) + "}") if len(specs) > 1 else (

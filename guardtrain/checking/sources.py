@@ -20,11 +20,12 @@ import numpy as np
 
 from guardtrain.checking import codes
 from guardtrain.checking.parquet_schema import check_columns
+from guardtrain.checking.shapes import var_name
 from guardtrain.checking.specs import Inputs, ModelSpec, Sample
 from guardtrain.data import ParquetSource
 from guardtrain.core.errors import Problem
 
-__all__ = ["load", "MAX_ROWS", "ELEMENT_BUDGET", "MAX_BATCHES"]
+__all__ = ["load", "is_dataset", "is_dataset_fn", "MAX_ROWS", "ELEMENT_BUDGET", "MAX_BATCHES"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +52,10 @@ def load(x, y=None, *, model: ModelSpec | None = None, prefix: str = "",
                               "gt.data.parquet(...)")]
     if isinstance(x, ParquetSource):
         return _twice(_from_parquet(x, wx, wy, max_rows), y, wy, "a ParquetSource")
-    if _is_dataset(x):
+    if is_dataset(x):
         return _twice(_from_dataset(x, "dataset", model, wx, wy, max_rows), y, wy,
                       "a tf.data.Dataset")
-    if callable(x) and not hasattr(x, "shape") and not hasattr(x, "iloc"):
+    if is_dataset_fn(x):
         return _twice(_from_dataset_fn(x, model, wx, wy, max_rows), y, wy,
                       "a dataset function")
     return _from_arrays(x, y, wx, wy, max_rows)
@@ -101,7 +102,15 @@ def _leaves(data, where, problems):
 
 def _sample_array(a, where, max_rows, problems) -> Sample | None:
     if not hasattr(a, "shape") and not hasattr(a, "iloc") and not np.isscalar(a):
-        a = np.asarray(a)  # Python lists: small by nature, and they cannot be indexed by rows
+        # Python lists: small by nature, and they cannot be indexed by rows.
+        a, ragged = _list_array(a)
+        if ragged:
+            problems.append(Problem(
+                codes.RAGGED, where, "rows of one length (a rectangular array)",
+                f"nested lists whose rows differ in length ({ragged})",
+                "pad or trim every row to one length (e.g. keras.utils.pad_sequences"
+                f"({var_name(where)}, maxlen=...)), or pass a NumPy array"))
+            return None
     try:
         n = len(a)
     except TypeError:
@@ -129,6 +138,23 @@ def _sample_array(a, where, max_rows, problems) -> Sample | None:
     return Sample(where, rows, n_total=n, indices=idx, columns=_frame_columns(a))
 
 
+def _list_array(a):
+    """``(array, None)``, or ``(None, "lengths 3..5")`` for nested lists of unequal rows
+    (NumPy refuses them with a bare ValueError about an "inhomogeneous shape")."""
+    try:
+        array = np.asarray(a)
+    except ValueError:
+        array = None
+    if array is not None and not (array.dtype == object and array.ndim >= 1
+                                  and any(isinstance(r, (list, tuple)) for r in array.flat)):
+        return array, None
+    lengths = sorted({len(r) for r in a if isinstance(r, (list, tuple))}) if isinstance(
+        a, (list, tuple)) else []
+    found = (f"row lengths {lengths[0]}..{lengths[-1]}" if len(lengths) > 1
+             else "rows nested to different depths")
+    return None, found
+
+
 def _frame_columns(a):
     columns = getattr(a, "columns", None)
     return tuple(str(c) for c in columns) if columns is not None else None
@@ -141,16 +167,29 @@ def _from_parquet(source: ParquetSource, wx, wy, max_rows):
         return None, [Problem(codes.UNREADABLE, wx, f"Parquet files at {source.path!r}",
                               "no file matches",
                               "check the path or glob, e.g. '/data/train/*.parquet'")]
-    problems = check_columns(source.schema(), source.features, source.label, where=wx)
+    try:
+        schema, n = source.schema(), source.num_rows()
+    except Exception as err:  # pyarrow's own error for a file that is not Parquet
+        return None, [Problem(codes.UNREADABLE, wx, f"Parquet files at {source.path!r}",
+                              f"reading the footer raised {type(err).__name__}: "
+                              f"{str(err).splitlines()[0] if str(err) else ''}",
+                              "check that every matched file is a Parquet file (written "
+                              "with pyarrow.parquet.write_table or DataFrame.to_parquet)")]
+    problems = check_columns(schema, source.features, source.label, where=wx)
     if problems:
         return None, problems
+    if n == 0:
+        return None, [Problem(codes.EMPTY, wx, "at least one row",
+                              f"{len(source.files)} Parquet file"
+                              f"{'s' if len(source.files) != 1 else ''} holding no rows",
+                              "check the job that wrote the files: it wrote the schema but "
+                              "no data")]
     try:
         x, y = source.to_numpy(source.sample(max_rows))
     except ValueError as err:
         return None, [Problem(codes.PARQUET_TYPE, f"{wx} columns {list(source.columns)}",
                               "equal-length feature lists", str(err),
                               "pad or trim each row's list to one width before writing")]
-    n = source.num_rows()
     columns = source.features if x.shape[1] == len(source.features) else None
     inputs = Inputs(kind="parquet", x=[(None, Sample(wx, x, n_total=n, columns=columns))],
                     n_rows=n, source=source)
@@ -165,9 +204,17 @@ def _from_parquet(source: ParquetSource, wx, wy, max_rows):
 
 # -- tf.data -----------------------------------------------------------------------------
 
-def _is_dataset(x) -> bool:
+def is_dataset(x) -> bool:
+    """A ``tf.data.Dataset``."""
     tf = sys.modules.get("tensorflow")  # no TensorFlow imported: x cannot be a Dataset
     return tf is not None and isinstance(x, tf.data.Dataset)
+
+
+def is_dataset_fn(x) -> bool:
+    """A function taking an input context (anything callable that is not array-like,
+    a dataset or a Parquet source)."""
+    return (callable(x) and not hasattr(x, "shape") and not hasattr(x, "iloc")
+            and not is_dataset(x) and not isinstance(x, ParquetSource))
 
 
 def _from_dataset_fn(fn, model, wx, wy, max_rows):

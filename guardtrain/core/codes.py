@@ -93,13 +93,19 @@ CODES: tuple[Code, ...] = (
     Code("GT104", _CONFIG, "fit(model=fn): fn() did not return a keras.Model"),
     Code("GT105", _CONFIG, "fit(model): the model is not compiled"),
     Code("GT106", _CONFIG, "fit(model): the model is not built"),
-    Code("GT107", _CONFIG, "fit(guard=/rescue=): not a config, True, None or False"),
+    Code("GT107", _CONFIG, "fit(guard=/rescue=): not a config, a dict of its fields, True, "
+                           "None or False"),
+    Code("GT108", _CONFIG, "a fit argument (batch_size, epochs, steps_per_epoch, "
+                           "steps_per_loop, shuffle) of the wrong type or out of range"),
+    Code("GT109", _CONFIG, "fit(launch=...): not a LaunchConfig, a dict of its fields or None"),
     Code("GT110", _CONFIG, "a GuardConfig field is invalid"),
     Code("GT111", _CONFIG, "the guard was given a chunk without steps or with missing or "
                            "ragged columns"),
     Code("GT120", _CONFIG, "a RescueConfig field is invalid"),
     Code("GT121", _CONFIG, "the rescue policy was called out of order (decide, after_probe, "
                            "apply, raise)"),
+    Code("GT122", _CONFIG, "an optimizer on RescueConfig.optimizer_ladder that Keras does "
+                           "not know"),
     Code("GT130", _CONFIG, "the JOB file cannot be read: missing, not YAML, a duplicate key, "
                            "not a mapping"),
     Code("GT131", _CONFIG, "the JOB file has an unknown key"),
@@ -111,6 +117,10 @@ CODES: tuple[Code, ...] = (
                            "non-mapping"),
     Code("GT136", _CONFIG, "a JOB data file, or an array in it, is missing or unreadable"),
     Code("GT140", _CONFIG, "report/plot: the folder holds neither history nor events"),
+    Code("GT150", _CONFIG, "fit(run_dir=...): a file, not a folder"),
+    Code("GT151", _CONFIG, "fit(run_dir=...): the folder cannot be created or written"),
+    Code("GT152", _CONFIG, "fit(run_dir=...): the folder holds files and resume was not "
+                           "asked"),
     # -- InputSpecError: one Problem per code, found by gt.check ------------------------
     Code("GT200", _INPUT, "the InputSpecError itself: N problems with the training inputs"),
     _problem("GT201", "SHAPE", _E, "a per-sample shape or rank differs from the model input"),
@@ -178,6 +188,7 @@ CODES: tuple[Code, ...] = (
     _problem("GT273", "LABELS_TWICE", _E, "y given with a source that already yields "
                                           "labels"),
     _problem("GT274", "EMPTY", _E, "an input with 0 samples"),
+    _problem("GT275", "RAGGED", _E, "nested Python lists whose rows differ in length"),
     # -- UnhealthyTrainingError: a verdict rescue cannot or may not fix -----------------
     Code("GT300", _UNHEALTHY, "training is unhealthy (the family's default)"),
     Code("GT301", _UNHEALTHY, "STALLED: the weights barely move and the loss does not fall"),

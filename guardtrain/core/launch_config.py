@@ -8,6 +8,7 @@ with ``dataclasses.replace``, never by mutation. Pure module: no TensorFlow, no 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 from guardtrain.core.validation import Validator, is_int
 
@@ -52,23 +53,35 @@ class LaunchConfig:
     step_timeout_s: float | None = 600.0
 
     def __post_init__(self):
+        # Every field's type is checked here, so a "1" from a form or an env var is one
+        # line of a ConfigError, never a TypeError deep in Ray or TensorFlow.
         v = Validator("LaunchConfig", code="GT101")
-        v.need(is_int(self.workers) and self.workers >= 0, "workers", self.workers,
-               "an int >= 0",
-               "use workers=0 to run in this process, or workers=N for N Ray workers")
-        v.need(self.cpu_replicas is None
-               or (is_int(self.cpu_replicas) and self.cpu_replicas >= 1), "cpu_replicas",
-               self.cpu_replicas, "None or an int >= 1",
-               "use cpu_replicas=2 to run MirroredStrategy over 2 logical CPUs")
-        v.need(not (self.cpu_replicas and self.workers), "cpu_replicas=..., workers",
-               (self.cpu_replicas, self.workers), "cpu_replicas only with workers=0",
-               "drop cpu_replicas: each Ray worker runs one replica per device it has")
+        workers_ok = v.need(is_int(self.workers) and self.workers >= 0, "workers",
+                            self.workers, "an int >= 0",
+                            "use workers=0 to run in this process, or workers=N for N Ray "
+                            "workers")
+        replicas_ok = v.need(self.cpu_replicas is None
+                             or (is_int(self.cpu_replicas) and self.cpu_replicas >= 1),
+                             "cpu_replicas", self.cpu_replicas, "None or an int >= 1",
+                             "use cpu_replicas=2 to run MirroredStrategy over 2 logical CPUs")
+        if workers_ok and replicas_ok:
+            v.need(not (self.cpu_replicas and self.workers), "cpu_replicas=..., workers",
+                   (self.cpu_replicas, self.workers), "cpu_replicas only with workers=0",
+                   "drop cpu_replicas: each Ray worker runs one replica per device it has")
         v.need(_is_real(self.gpus_per_worker) and self.gpus_per_worker >= 0,
-               "gpus_per_worker", self.gpus_per_worker, ">= 0",
-               "use gpus_per_worker=0 for CPU workers")
+               "gpus_per_worker", self.gpus_per_worker, "a number >= 0 (int or float)",
+               "use gpus_per_worker=0 for CPU workers, gpus_per_worker=1 for one GPU each")
         v.need(_is_real(self.cpus_per_worker) and self.cpus_per_worker > 0,
-               "cpus_per_worker", self.cpus_per_worker, "> 0",
-               "give each worker at least a fraction of a CPU")
+               "cpus_per_worker", self.cpus_per_worker, "a number > 0 (int or float)",
+               "give each worker at least a fraction of a CPU: cpus_per_worker=1")
+        v.need(self.address is None or (isinstance(self.address, str)
+                                        and self.address.strip() != ""),
+               "address", self.address, "None or a non-empty str",
+               'use address="auto", address="127.0.0.1:6379", or None for a local Ray')
+        v.need(self.storage_path is None or (isinstance(self.storage_path, (str, os.PathLike))
+                                             and os.fspath(self.storage_path) != ""),
+               "storage_path", self.storage_path, "None or a path (str or os.PathLike)",
+               'use storage_path="/shared/ray_results", or None for the run directory')
         v.need(is_int(self.max_failures) and self.max_failures >= -1, "max_failures",
                self.max_failures, "an int >= -1 (-1 = unlimited)",
                "use max_failures=2 to allow two restarts")
@@ -77,7 +90,7 @@ class LaunchConfig:
                "use checkpoint_every_chunks=10")
         v.need(self.step_timeout_s is None
                or (_is_real(self.step_timeout_s) and self.step_timeout_s > 0),
-               "step_timeout_s", self.step_timeout_s, "None or > 0",
+               "step_timeout_s", self.step_timeout_s, "None or a number > 0 (seconds)",
                "use step_timeout_s=600, or None to wait forever")
         v.raise_if_any()
 

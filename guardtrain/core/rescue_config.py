@@ -33,6 +33,8 @@ class RescueConfig:
         max_learning_rate: probed rates above this are not tried.
         optimizer_ladder: optimizers to move up to, in order, by Keras name. From an
             optimizer on the ladder the next rung is tried; from one off it, the first.
+            This pure class cannot ask Keras whether a name exists: ``gt.fit`` and the
+            JOB reader do, before the run starts (GT122).
         optimizer_learning_rates: the usual rate of each optimizer on the ladder.
         lr_moves_before_switch: learning-rate moves on one optimizer before any further
             trouble switches optimizer instead.

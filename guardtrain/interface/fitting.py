@@ -21,7 +21,11 @@ from typing import Any, Callable
 import keras
 
 from guardtrain.core.errors import ConfigError
+from guardtrain.core.fit_args import as_config, fit_arg_problems
+from guardtrain.core.guard_config import GuardConfig
 from guardtrain.core.launch_config import LaunchConfig
+from guardtrain.core.rescue_config import RescueConfig
+from guardtrain.core.validation import Validator
 from guardtrain.records.result import Result
 
 __all__ = ["fit"]
@@ -32,17 +36,27 @@ logger = logging.getLogger(__name__)
 def _resolve_verbose(verbose) -> int:
     if verbose == "auto":
         return 1
-    if verbose not in (0, 1, 2):
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
         raise ConfigError(f"fit(verbose=...): expected 'auto', 0, 1 or 2, found {verbose!r}",
-                          code="GT103", fix="use verbose=0 (silent), 1 (bar) or 2 (a line per epoch)")
+                          code="GT103",
+                          fix="use verbose=0 (silent), 1 (bar) or 2 (a line per epoch)")
     return int(verbose)
+
+
+def _check_fit_args(**values) -> None:
+    """The rules a JOB file's keys follow too (``guardtrain.core.fit_args``), as GT108."""
+    v = Validator("fit", code="GT108")
+    for problem in fit_arg_problems(values, code="GT108"):
+        v.add(problem)
+    v.raise_if_any()
 
 
 def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = None, *,
         batch_size: int = 32, epochs: int = 1, steps_per_epoch: int | None = None,
         steps_per_loop: int | None = None, validation_data=None, callbacks=None,
         shuffle: bool = True, guard=None, rescue=None, launch: LaunchConfig | None = None,
-        run_dir: str | os.PathLike | None = None, verbose="auto") -> Result:
+        run_dir: str | os.PathLike | None = None, resume: bool = False,
+        verbose="auto") -> Result:
     """Trains ``model`` like ``model.fit``, watching that the weights really move.
 
     Args:
@@ -55,18 +69,33 @@ def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = 
         steps_per_epoch: steps per epoch; default: one pass over the data.
         steps_per_loop: steps per ``tf.function`` call, i.e. per host sync and per guard
             verdict; default 50 (or the epoch, when shorter).
-        validation_data: ``(x_val, y_val)``, evaluated at each epoch end.
+        validation_data: ``(x_val, y_val)`` (or the list ``[x_val, y_val]``, as in
+            Keras), evaluated at each epoch end.
         callbacks: Keras callbacks; they receive the hooks in Keras's order.
         shuffle: reshuffle NumPy inputs every epoch, as ``model.fit`` does.
-        guard: a ``GuardConfig``, or ``False`` to record statistics without judging.
-        rescue: a ``RescueConfig``, or ``False`` to raise instead of acting.
-        launch: a ``LaunchConfig``: in-process (default) or Ray workers.
+        guard: a ``GuardConfig`` (or a dict of its fields, as in a JOB file), or
+            ``False`` to record statistics without judging.
+        rescue: a ``RescueConfig`` (or a dict of its fields), or ``False`` to raise
+            instead of acting. Every optimizer on its ladder must be one Keras knows.
+        launch: a ``LaunchConfig`` (or a dict of its fields): in-process (default) or Ray
+            workers.
         run_dir: where history, events and the final model go; default
-            ``guardtrain_runs/<time>-<id>``.
+            ``guardtrain_runs/<time>-<id>``. A folder that is not empty is refused
+            (GT152) unless ``resume``.
+        resume: add this run to a ``run_dir`` that holds earlier runs: its own run id,
+            attempts numbered after those on disk (README, "The run directory").
         verbose: "auto", 0, 1 or 2, as in Keras.
 
     Returns:
         A ``gt.Result``.
+
+    Raises:
+        ConfigError: before anything starts, with every problem of a call: a fit argument
+            of the wrong type or out of range (GT108: the rules of a JOB file's keys), a
+            config of the wrong type (GT107, GT109) or with wrong fields (GT101, GT110,
+            GT120), an optimizer Keras does not know (GT122), a dataset function without
+            ``steps_per_epoch`` (GT102).
+        InputSpecError: the data does not fit the model (``gt.check``).
 
     Example:
 
@@ -77,16 +106,30 @@ def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = 
     >>> gt.fit(model, x, y, epochs=2, verbose=0).verdict   # doctest: +SKIP
     'healthy'
     """
-    launch = launch or LaunchConfig()
+    # The arguments first: each rule is cheap and none needs the data or TensorFlow.
+    _check_fit_args(batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                    steps_per_loop=steps_per_loop, shuffle=shuffle)
+    # np.int64 passes the rules; the loop and the Ray config want plain ints.
+    batch_size, epochs = int(batch_size), int(epochs)
+    steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+    steps_per_loop = None if steps_per_loop is None else int(steps_per_loop)
     verbose = _resolve_verbose(verbose)
+    launch = as_config(launch, LaunchConfig, "launch", "GT109", off=False)
+    guard = as_config(guard, GuardConfig, "guard", "GT107", off=True)
+    rescue = as_config(rescue, RescueConfig, "rescue", "GT107", off=True)
+    if isinstance(validation_data, list):
+        # Keras reads [x_val, y_val] as (x_val, y_val); the loop reads tuples only.
+        validation_data = tuple(validation_data)
     if launch.cpu_replicas and launch.cpu_replicas > 1:
         from guardtrain.engine.devices import split_cpu
 
         split_cpu(launch.cpu_replicas)  # before anything below touches TensorFlow
     from guardtrain.checking import check
+    from guardtrain.checking.optimizers import check_ladder
 
-    report = check(model, x, y, batch_size=batch_size, validation_data=validation_data,
-                   launch=launch)
+    check_ladder(rescue)
+    report = check(model, x, y, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
+                   validation_data=validation_data, launch=launch)
     if verbose and report.warnings:
         print(report)
     if launch.workers:
@@ -96,11 +139,11 @@ def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = 
                           steps_per_epoch=steps_per_epoch, steps_per_loop=steps_per_loop,
                           validation_data=validation_data, callbacks=callbacks,
                           shuffle=shuffle, guard=guard, rescue=rescue, launch=launch,
-                          run_dir=run_dir, verbose=verbose)
+                          run_dir=run_dir, resume=resume, verbose=verbose)
     from guardtrain.engine.session import run_in_process
 
     return run_in_process(model, x, y, batch_size=batch_size, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, steps_per_loop=steps_per_loop,
                           validation_data=validation_data, callbacks=callbacks,
                           shuffle=shuffle, guard=guard, rescue=rescue, launch=launch,
-                          run_dir=run_dir, verbose=verbose)
+                          run_dir=run_dir, resume=resume, verbose=verbose)

@@ -14,6 +14,12 @@ Codes (``ConfigError``, exit code 2):
   GT135  a ``--set key=value`` that is malformed or goes through a non-mapping
   GT136  a data file or an array in it is missing or unreadable
 
+and, with the code ``gt.fit`` gives the same mistake:
+
+  GT101/GT110/GT120  a launch/guard/rescue field the config itself refuses
+  GT102  a ``dataset_fn`` without ``steps_per_epoch``
+  GT122  an optimizer on ``rescue.optimizer_ladder`` that Keras does not know
+
 Pure module: no TensorFlow, no Ray.
 """
 
@@ -26,7 +32,7 @@ from guardtrain.core.errors import ConfigError, Problem
 from guardtrain.core.validation import suggest
 
 __all__ = ["CODE_UNREADABLE", "CODE_UNKNOWN_KEY", "CODE_BAD_VALUE", "CODE_MISSING",
-           "CODE_IMPORT", "CODE_OVERRIDE", "CODE_DATA", "expected", "stated",
+           "CODE_IMPORT", "CODE_OVERRIDE", "CODE_DATA", "CODE_NO_LENGTH", "expected", "stated",
            "unknown_keys", "join", "raise_problems", "first_line"]
 
 CODE_UNREADABLE = "GT130"
@@ -36,6 +42,7 @@ CODE_MISSING = "GT133"
 CODE_IMPORT = "GT134"
 CODE_OVERRIDE = "GT135"
 CODE_DATA = "GT136"
+CODE_NO_LENGTH = "GT102"
 
 
 def expected(code: str, where: str, what: str, found: Any, fix: str) -> Problem:

@@ -1,8 +1,8 @@
 """Turning a checked JOB file into live objects: the builder imported, the data read.
 
-``resolve_import_path`` imports ``module:function`` as Python imports it (the JOB file's
-folder first on ``sys.path``); npz files are read with ``allow_pickle=False`` and Parquet
-through ``gt.data.parquet``. Every problem is collected as a
+``resolve_import_path`` imports ``module:function``, the named module from the JOB file's
+folder first, without leaving that folder on ``sys.path``; npz files are read with
+``allow_pickle=False`` and Parquet through ``gt.data.parquet``. Every problem is collected as a
 ``guardtrain.core.errors.Problem`` (GT134 imports, GT136 data). ``user_modules`` names
 the modules Ray workers cannot import by themselves.
 
@@ -68,8 +68,12 @@ def resolve_import_path(spec: str, *, where: str = "import path",
     Args:
         spec: ``module:attribute``; the attribute may be dotted (``Class.method``).
         where: what the path is for, in messages (``"model"``).
-        search: folders put in front of ``sys.path`` (kept there, as for a script's
-            folder, so the module's own later imports work), e.g. the JOB file's folder.
+        search: folders the named module is looked up in before the installed
+            packages, e.g. the JOB file's folder. They are not left on ``sys.path``: a
+            ``pandas.py`` beside a JOB must not replace pandas for the rest of the run.
+            While the module is imported they are searched last, so its imports of
+            modules beside it (``import helpers`` at the top) work; import those at the
+            top of the module, not inside a function called later.
 
     Raises:
         ConfigError: GT134 with the nearest module or attribute name when one is close.
@@ -80,11 +84,8 @@ def resolve_import_path(spec: str, *, where: str = "import path",
                           code=CODE_IMPORT, fix="e.g. 'tiny_model:build_model'")
     module_name, _, attr_path = spec.partition(":")
     folders = [os.path.abspath(os.fspath(p)) for p in search]
-    for folder in reversed(folders):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
     try:
-        module = importlib.import_module(module_name)
+        module = _import_beside(module_name, folders)
     except ModuleNotFoundError as err:
         missing = err.name or module_name
         if module_name == missing or module_name.startswith(missing + "."):
@@ -119,6 +120,40 @@ def resolve_import_path(spec: str, *, where: str = "import path",
         raise ConfigError(f"{where}: {spec!r} is a {type(obj).__name__}, not a function",
                           code=CODE_IMPORT, fix="name a function that returns the object")
     return obj
+
+
+def _import_beside(module_name: str, folders: list[str]):
+    """Imports ``module_name``, its top-level module taken from ``folders`` when one holds
+    it, else from the installed packages; ``sys.path`` is as before afterwards.
+
+    Only the named module comes from the folders first. Anything it imports is looked up
+    as usual, then in the folders (appended to ``sys.path`` for the import only), so a
+    sibling module works and a ``pandas.py`` beside it never hides pandas.
+    """
+    import importlib.machinery
+    import importlib.util
+
+    top = module_name.split(".")[0]
+    added = [f for f in folders if f not in sys.path]
+    sys.path.extend(added)
+    try:
+        if top not in sys.modules:
+            found = importlib.machinery.PathFinder.find_spec(top, folders) if folders else None
+            if found is not None and found.loader is not None:
+                module = importlib.util.module_from_spec(found)
+                sys.modules[top] = module
+                try:
+                    found.loader.exec_module(module)
+                except BaseException:
+                    sys.modules.pop(top, None)
+                    raise
+        return importlib.import_module(module_name)
+    finally:
+        for folder in added:
+            try:
+                sys.path.remove(folder)
+            except ValueError:   # the module removed it itself
+                pass
 
 
 def _replace_last(attr_path: str, part: str, new: str) -> str:
@@ -174,9 +209,48 @@ def resolve_data(value, where: str, base: Path, problems: list[Problem], *, trai
                                    "JOB file's folder)"))
             return None, None
         if training:
-            return source, None
+            return source, None   # read by gt.check and the loop, which name its problems
+        unreadable = _parquet_unreadable(source)
+        if unreadable:
+            problems.append(stated(CODE_DATA, join(where, "parquet"), unreadable,
+                                   "write the validation data with pyarrow.parquet."
+                                   "write_table or DataFrame.to_parquet, with its rows"))
+            return None, None
         return source.read_numpy()   # model.evaluate takes arrays, not a source
     return _read_npz(value, where, base, problems)
+
+
+def _parquet_unreadable(source) -> str | None:
+    """Why ``source``'s files cannot be read as validation rows, or ``None``."""
+    try:
+        rows = source.num_rows()   # the footers only
+    except Exception as err:  # pyarrow's own error for a file that is not Parquet
+        return f"{source.path!r} is not readable as Parquet ({first_line(err)})"
+    if rows == 0:
+        return f"{source.path!r} holds no rows (the schema only)"
+    return None
+
+
+def _not_an_archive(path: Path) -> str | None:
+    """What ``path`` holds instead of an npz archive (a zip of ``.npy`` files), or ``None``.
+
+    ``np.load`` falls back to unpickling whatever is not a zip or an ``.npy``, so with
+    ``allow_pickle=False`` a text file would be reported as "object arrays"."""
+    import zipfile
+
+    if not path.is_file() or zipfile.is_zipfile(path):
+        return None   # missing: reported by np.load's FileNotFoundError below
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array (np.save), not a named set of arrays"
+    if not head:
+        return "the file is empty"
+    try:
+        text = head.decode("utf-8").splitlines()[0][:40]
+        return f"it is a text file (it starts {text!r})"
+    except (UnicodeDecodeError, IndexError):
+        return "it is neither a zip archive nor an .npy array"
 
 
 def _read_npz(value, where, base, problems):
@@ -184,6 +258,12 @@ def _read_npz(value, where, base, problems):
 
     path = resolve_path(value["npz"], base)
     where_npz = join(where, "npz")
+    not_npz = _not_an_archive(path)
+    if not_npz:
+        problems.append(stated(CODE_DATA, where_npz, f"{str(path)!r} is not an .npz archive: "
+                               f"{not_npz}", "write it with np.savez(path, x=x, y=y) or "
+                               "np.savez_compressed, or point npz: at the archive"))
+        return None, None
     try:
         with np.load(path, allow_pickle=False) as archive:   # never unpickle a job's data
             arrays = {name: archive[name] for name in archive.files}

@@ -5,7 +5,8 @@ The top-level keys (``TOP_KEYS``), the ``fit`` arguments, the ``guard``/``rescue
 the data sources (npz, Parquet, ``dataset_fn``) with their shapes. Every problem is
 collected; ``guardtrain.interface.jobfile.spec.parse_job`` raises them together.
 
-Pure module: no TensorFlow, no Ray.
+Pure module: no TensorFlow, no Ray; Keras is imported only to ask whether the optimizers
+of a ``rescue.optimizer_ladder`` the file sets exist.
 
 Example:
 
@@ -21,12 +22,14 @@ import re
 from typing import Any, Mapping
 
 from guardtrain.core.errors import ConfigError, Problem
+from guardtrain.core.fit_args import FIT_ARGS, fit_arg_defaults, fit_arg_problems
 from guardtrain.core.guard import GuardConfig
 from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.core.rescue import RescueConfig
-from guardtrain.core.validation import is_int, suggest
+from guardtrain.core.validation import suggest
 from guardtrain.interface.jobfile.problems import (CODE_BAD_VALUE, CODE_IMPORT, CODE_MISSING,
-                                                   expected, join, stated, unknown_keys)
+                                                   CODE_NO_LENGTH, expected, join, stated,
+                                                   unknown_keys)
 
 __all__ = ["TOP_KEYS", "IMPORT_PATH", "DATA_KINDS", "check_job"]
 
@@ -61,16 +64,9 @@ _DATA_KEYS = {
 }
 _MODEL_KEYS = ("builder", "args")
 _SECTIONS = {"guard": GuardConfig, "rescue": RescueConfig, "launch": LaunchConfig}
-_FIT_ARGS = {
-    # name: (default, check, expected, example)
-    "batch_size": (32, lambda v: is_int(v) and v >= 1, "an int >= 1", "batch_size: 64"),
-    "epochs": (1, lambda v: is_int(v) and v >= 1, "an int >= 1", "epochs: 3"),
-    "steps_per_epoch": (None, lambda v: v is None or (is_int(v) and v >= 1),
-                        "null or an int >= 1", "steps_per_epoch: 100"),
-    "steps_per_loop": (None, lambda v: v is None or (is_int(v) and v >= 1),
-                       "null or an int >= 1", "steps_per_loop: 50"),
-    "shuffle": (True, lambda v: isinstance(v, bool), "true or false", "shuffle: true"),
-}
+# The fit arguments: the rules of gt.fit's own arguments, one table for both
+# (guardtrain.core.fit_args); a JOB file reports them as GT132.
+_FIT_ARG_NAMES = tuple(arg.name for arg in FIT_ARGS)
 
 
 def check_job(raw: Mapping[str, Any]
@@ -100,7 +96,9 @@ def check_job(raw: Mapping[str, Any]
     if raw.get("description") is not None and not isinstance(raw["description"], str):
         problems.append(expected(CODE_BAD_VALUE, "description", "text", raw["description"],
                                  "quote it: description: '...'"))
+    _needs_steps(raw, fit_args, problems)
     configs = {name: _section(raw, name, cls, problems) for name, cls in _SECTIONS.items()}
+    _known_optimizers(raw, configs, problems)
     run_dir = raw.get("run_dir")
     if run_dir is not None and not isinstance(run_dir, str):
         problems.append(expected(CODE_BAD_VALUE, "run_dir", "a path", run_dir,
@@ -110,13 +108,32 @@ def check_job(raw: Mapping[str, Any]
 
 
 def _fit_args(raw, problems) -> dict:
-    out = {}
-    for name, (default, ok, what, example) in _FIT_ARGS.items():
-        value = raw.get(name, default)
-        if not ok(value):
-            problems.append(expected(CODE_BAD_VALUE, name, what, value, example))
-        out[name] = value
+    out = {**fit_arg_defaults(), **{k: raw[k] for k in _FIT_ARG_NAMES if k in raw}}
+    problems += fit_arg_problems(out, code=CODE_BAD_VALUE, style="yaml")
     return out
+
+
+def _needs_steps(raw, fit_args, problems) -> None:
+    """A dataset function has no length: without steps_per_epoch the run would stop at
+    its start (GT102, the code ``gt.fit`` and ``gt.check`` give it too)."""
+    data = raw.get("data")
+    if isinstance(data, dict) and "dataset_fn" in data and fit_args["steps_per_epoch"] is None:
+        problems.append(stated(CODE_NO_LENGTH, "steps_per_epoch",
+                               "missing: data.dataset_fn has no length, so an epoch needs "
+                               "a step count", "add steps_per_epoch: N (samples per epoch "
+                               "/ batch_size)"))
+
+
+def _known_optimizers(raw, configs, problems) -> None:
+    """Each optimizer on the ladder resolves in Keras (GT122). Only a ladder the file
+    sets is asked about: the default one is Keras's own names, and asking imports Keras."""
+    rescue = raw.get("rescue")
+    if (isinstance(rescue, dict) and "optimizer_ladder" in rescue
+            and configs["rescue"] is not False):
+        from guardtrain.checking.optimizers import ladder_problems
+
+        problems += ladder_problems(configs["rescue"].optimizer_ladder,
+                                    where="rescue.optimizer_ladder")
 
 
 def _check_import_path(value, where, problems) -> bool:
