@@ -255,6 +255,20 @@ def test_report_of_a_folder_that_is_not_a_run(tmp_path, capsys):
 
 # -- TF tier: the console script on the example job --------------------------------------
 
+@pytest.mark.tf   # the example JOB splits the CPU, which loads TensorFlow
+def test_fit_refuses_a_run_dir_that_is_not_empty_before_reading_the_data(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "history").mkdir(parents=True)
+    (run / "events.jsonl").write_text("")
+    code, out, err = _main(capsys, "fit", JOB, "--set", "data.npz=nowhere.npz",
+                           "--run-dir", run)
+    assert code == 2, err
+    assert "[GT152]" in err and "events.jsonl, history/ (0 files)" in err
+    assert "Fix:" in err and "--resume" in err
+    assert "nowhere.npz" not in err                   # refused before the data is read
+
+
+
 @pytest.mark.tf
 def test_check_passes_on_the_example_job(npz, tmp_path):
     out = _console("check", JOB, *_data_args(npz), cwd=tmp_path)
@@ -358,7 +372,7 @@ def test_fit_on_two_ray_workers(ray_cluster, npz, tmp_path):  # noqa: F811
     run = tmp_path / "run"
     out = _console("fit", JOB, *_data_args(npz), "--workers", 2, "--address", ray_cluster,
                    "--set", "epochs=2", "--run-dir", run, cwd=tmp_path,
-                   env={"RAY_AUTH_MODE": "disabled"}, timeout=600)
+                   env={"RAY_AUTH_MODE": "token"}, timeout=600)   # token path: the fixture's
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "launch.cpu_replicas 2 dropped" in out.stdout and "on 2 Ray workers at" in out.stdout
     assert "sending tiny_model to the workers by value" in out.stdout

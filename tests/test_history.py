@@ -198,7 +198,7 @@ def test_fit_history_round_trips(tmp_path):
     assert table.column("epoch").to_pylist() == [e for e in range(epochs)
                                                  for _ in range(steps_per_epoch)]
     assert set(table.column("attempt").to_pylist()) == {1}
-    assert set(table.column("run_id").to_pylist()) == {"my-run"}
+    assert set(table.column("run_id").to_pylist()) == {result.run_id}   # one id per call
     assert table.column("learning_rate").to_pylist() == pytest.approx([0.02] * n)
     assert set(table.column("optimizer").to_pylist()) == {"sgd"}
     assert all(table.column("finite").to_pylist())
@@ -260,3 +260,21 @@ def test_an_epoch_end_flush_waits_until_its_cost_is_a_small_share_of_the_time(tm
     add(3)
     writer.flush()                             # the run's end always writes
     assert pq.read_table(path).num_rows == 3
+
+
+@pytest.mark.pure
+def test_a_resumed_writer_numbers_its_attempts_after_the_ones_on_disk(tmp_path):
+    first = HistoryWriter(tmp_path, "run-1")
+    first.append(attempt=1, steps=np.arange(1, 4), epoch=0, stats=_stats(3), learning_rate=0.1,
+                 optimizer="sgd", verdict="HEALTHY")
+    first.flush()
+    before = pq.read_table(tmp_path / "history" / "attempt-0001.parquet")
+    second = HistoryWriter(tmp_path, "run-2", attempt_base=1)
+    second.append(attempt=1, steps=np.arange(1, 3), epoch=0, stats=_stats(2),
+                  learning_rate=0.1, optimizer="sgd", verdict="HEALTHY")
+    second.flush()
+    assert _files(tmp_path / "history") == ["attempt-0001.parquet", "attempt-0002.parquet"]
+    assert pq.read_table(tmp_path / "history" / "attempt-0001.parquet").equals(before)
+    assert load_history(tmp_path).column("attempt").to_pylist() == [1, 1, 1, 2, 2]
+    mine = load_history(tmp_path, "run-2")
+    assert mine.column("step").to_pylist() == [1, 2] and mine.equals(second.all_rows())

@@ -16,8 +16,8 @@ import pytest
 from guardtrain.core.errors import ConfigError
 from guardtrain.interface.plotting import plot
 from guardtrain.interface.text_report import report
-from guardtrain.records.events import EventLog
-from guardtrain.records.history import HistoryWriter
+from guardtrain.records.events import EventLog, load_events
+from guardtrain.records.history import HistoryWriter, load_history
 from guardtrain.records.run_record import load_run
 from guardtrain.core.stats import STAT_COLUMNS
 
@@ -259,3 +259,57 @@ def test_attempts_are_read_from_attempts_json_when_the_run_wrote_it(tmp_path):
     assert "from step 30: learning_rate 1.0e-06 -> 1.0e-02" in text
     (run / "attempts.json").unlink()
     assert "rolled back at step 60: STALLED" in report(run)
+
+
+def _add_run(folder: Path, run_id: str, *, attempt_base: int, end: dict | None):
+    """A second run appended to ``folder`` as ``gt.fit(resume=True)`` writes it: 10 steps
+    of its attempt 1, numbered ``attempt_base + 1`` on disk."""
+    history = HistoryWriter(folder, run_id, attempt_base=attempt_base)
+    events = EventLog(folder, prior=load_events(folder))
+    events.add("start", run_id=run_id, replicas=1, strategy="OneDeviceStrategy",
+               steps_per_epoch=10, epochs=1, attempt_base=attempt_base)
+    _write_chunks(history, attempt=1, first=1, last=10, lr=1e-3, optimizer="adam",
+                  loss_fn=lambda s: 1.0 - s / 100, ratio=1e-3, grad=0.3, verdict="unjudged",
+                  rng=np.random.default_rng(1))
+    history.flush()
+    if end is not None:
+        events.add("end", step=10, **end)
+    return folder
+
+
+def test_report_of_a_resumed_folder_shows_the_last_run_and_names_the_others(tmp_path):
+    folder = _add_run(make_run(tmp_path / "run-a"), "second", attempt_base=2, end={
+        "status": "interrupted", "verdict": "healthy",
+        "error": {"type": "KeyboardInterrupt", "code": None, "message": "KeyboardInterrupt"}})
+    text = report(folder)
+    assert text.splitlines()[0] == ("guardtrain run second: INTERRUPTED (Ctrl-C at step 10: "
+                                    "KeyboardInterrupt)")
+    assert "this folder holds 2 runs (resumed); shown: second; others: run-a RESCUED" in text
+    assert "at step 10, 10 steps recorded" in text
+    assert "\ninterrupted\n  KeyboardInterrupt: KeyboardInterrupt" in text
+    run = load_run(folder)
+    assert [(a.number, a.optimizer, a.outcome) for a in run.attempts()] == [
+        (3, "adam", "interrupted")]
+    assert load_run(folder, run_id="run-a").status == "rescued"
+    assert load_history(folder).num_rows == 150 + 10          # every run's rows
+
+
+@pytest.mark.parametrize("end, headline", [
+    ({"status": "terminated", "verdict": "healthy",
+      "error": {"type": "Terminated", "code": None, "message": "received SIGTERM"}},
+     "TERMINATED (SIGTERM at step 10"),
+    ({"status": "failed", "verdict": "failed",
+      "error": {"type": "ValueError", "code": None, "message": "no layer"}},
+     "FAILED (stopped at step 10 after 1 attempt: ValueError)"),
+    ({"status": "completed", "verdict": "failed",
+      "nonfinite": {"steps": 4, "first_step": 7, "final_weights_finite": False,
+                    "guard": False}},
+     "FAILED (4 non-finite steps, the first at step 7; non-finite final weights)"),
+    (None, "RUNNING (no end record yet"),
+])
+def test_the_headline_says_how_the_run_ended(tmp_path, end, headline):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    text = report(_add_run(folder, "only", attempt_base=0, end=end))
+    assert text.splitlines()[0].startswith(f"guardtrain run only: {headline}"), text
+    assert "holds" not in text.splitlines()[1]

@@ -35,3 +35,14 @@ def test_summary_of_a_run_without_attempts_has_no_attempt_line():
     result = Result(model=None, history=HISTORY_SCHEMA.empty_table(), verdict="healthy",
                     run_dir=Path("runs/b"), attempts=[])
     assert not [line for line in result.summary().splitlines() if "attempt " in line]
+
+
+def test_summary_says_plainly_when_a_value_was_not_finite():
+    result = Result(model=None, history=HISTORY_SCHEMA.empty_table(), verdict="failed",
+                    run_dir=Path("runs/c"), attempts=[], run_id="20261129-101500-ab12",
+                    nonfinite={"steps": 12, "first_step": 4, "final_weights_finite": False})
+    lines = result.summary().splitlines()
+    assert lines[0] == "guardtrain run: failed"
+    assert ("  NON-FINITE: 12 step(s) not finite, the first at step 4; final weights not "
+            "finite") in lines
+    assert lines[-1] == "  run dir: runs/c  (run 20261129-101500-ab12)"

@@ -16,17 +16,21 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import keras
+import numpy as np
 
 from guardtrain.core.errors import ConfigError, GuardtrainError
 from guardtrain.engine.shipping import PlainModel, as_plain_model, lives_in
 from guardtrain.records.atomic import write_atomic
+from guardtrain.records.attempts_file import stamp_attempts, write_attempts
 from guardtrain.records.events import EventLog
 from guardtrain.records.history import HistoryWriter, load_history
 from guardtrain.records.result import Result
-from guardtrain.records.run_dir import new_run_dir
+from guardtrain.records.run_dir import open_run_dir
+from guardtrain.records.run_end import end_fields, sigterm_raises, write_best_effort
 
 __all__ = ["Session", "open_session", "place_model", "run_in_process", "make_supervisor",
-           "stats_every_of", "DEFAULT_STEPS_PER_LOOP"]
+           "stats_every_of", "settle_weights", "record_end", "nonfinite_text",
+           "DEFAULT_STEPS_PER_LOOP"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +88,8 @@ class Session:
         data: the ``TrainData`` (iterator, steps per epoch, samples).
         history: the step rows; events: the events log; supervisor: the guard/rescue hook.
         loop: the ``TrainLoop`` over all of them.
-        run_dir, run_id: where the records go.
+        run_dir, run_id: where the records go; attempt_base: attempts of earlier runs
+            in the folder (a resumed run directory).
     """
 
     model: keras.Model
@@ -96,6 +101,7 @@ class Session:
     loop: Any
     run_dir: Path
     run_id: str
+    attempt_base: int = 0
 
 
 def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_size: int,
@@ -103,7 +109,8 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
                  validation_data, callbacks, shuffle: bool, guard, rescue, verbose: int,
                  writes: bool = True, presharded: bool = False, start: bool = True,
                  start_fields: Mapping[str, Any] | None = None,
-                 chunk_hooks: Sequence = ()) -> Session:
+                 chunk_hooks: Sequence = (), attempt_base: int = 0,
+                 prior_events: Sequence[Mapping[str, Any]] = ()) -> Session:
     """Places the model, builds the input pipeline, the records, the supervisor and the
     loop, and emits the ``start`` event.
 
@@ -119,6 +126,8 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
         start: emit the ``start`` event; ``False`` when resuming a run that has one.
         start_fields: more fields for the ``start`` event (e.g. the worker count).
         chunk_hooks: called with the loop after every chunk, on every rank.
+        attempt_base, prior_events: what earlier runs left in a resumed run directory
+            (``guardtrain.records.run_dir.RunDir``).
         The others: as ``gt.fit``'s arguments.
     """
     from guardtrain.engine.inputs import make_train_data
@@ -127,13 +136,9 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
     model = place_model(model, strategy)
     data = make_train_data(x, y, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
                            shuffle=shuffle, strategy=strategy, presharded=presharded)
-    events = EventLog(run_dir, enabled=writes)
-    history = HistoryWriter(run_dir, run_id)
+    events = EventLog(run_dir, enabled=writes, prior=prior_events)
+    history = HistoryWriter(run_dir, run_id, attempt_base=attempt_base)
     supervisor = make_supervisor(guard, rescue, events, verbose)
-    if start:
-        events.add("start", run_id=run_id, replicas=strategy.num_replicas_in_sync,
-                   strategy=type(strategy).__name__, **dict(start_fields or {}),
-                   steps_per_epoch=data.steps_per_epoch, epochs=epochs)
     loop = TrainLoop(model=model, strategy=strategy, data=data, epochs=epochs,
                      steps_per_loop=steps_per_loop or min(DEFAULT_STEPS_PER_LOOP,
                                                           data.steps_per_epoch),
@@ -141,43 +146,131 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
                      validation_batch_size=batch_size, history=history, events=events,
                      supervisor=supervisor, is_chief=writes, chunk_hooks=chunk_hooks,
                      stats_every=stats_every_of(guard))
+    # The start event comes last: from here on, every way the run ends writes an ``end``
+    # event (run_in_process; the Ray runner), so a start never stays without its end.
+    if start:
+        events.add("start", run_id=run_id, replicas=strategy.num_replicas_in_sync,
+                   strategy=type(strategy).__name__, **dict(start_fields or {}),
+                   steps_per_epoch=data.steps_per_epoch, epochs=epochs,
+                   attempt_base=attempt_base)
     return Session(model=model, strategy=strategy, data=data, history=history,
                    events=events, supervisor=supervisor, loop=loop, run_dir=run_dir,
-                   run_id=run_id)
+                   run_id=run_id, attempt_base=attempt_base)
 
 
 def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
                    validation_data, callbacks, shuffle, guard, rescue, launch, run_dir,
-                   verbose) -> Result:
-    """The guarded run on this process's strategy (``gt.fit`` with ``workers=0``)."""
+                   verbose, resume: bool = False) -> Result:
+    """The guarded run on this process's strategy (``gt.fit`` with ``workers=0``).
+
+    Whatever ends the run — the loop finishing, a verdict, a Keras or callback error,
+    Ctrl-C, SIGTERM, a failed write — the history so far and an ``end`` event with the
+    reason are written before the error goes on (``guardtrain.records.run_end``).
+    """
     from guardtrain.engine.devices import pick_strategy
 
     user_model = model if isinstance(model, keras.Model) else None
+    run = open_run_dir(run_dir, resume=resume)    # refused here, before anything starts
     strategy = pick_strategy(launch)
-    path, run_id = new_run_dir(run_dir)
-    session = open_session(
-        model, x, y, strategy=strategy, run_dir=path, run_id=run_id, batch_size=batch_size,
-        epochs=epochs, steps_per_epoch=steps_per_epoch, steps_per_loop=steps_per_loop,
-        validation_data=validation_data, callbacks=callbacks, shuffle=shuffle, guard=guard,
-        rescue=rescue, verbose=verbose)
-    model, loop = session.model, session.loop
-    try:
-        logs = loop.run()
-    except GuardtrainError as err:
-        session.events.add("error", code=err.code, message=err.message)
-        session.history.flush()
-        raise
-    finally:
-        # model.fit trains the user's model: hand the final (or, after an abort, the last
-        # healthy) weights back to the instance the user holds, also on error.
-        if user_model is not None and user_model is not model:
-            user_model.set_weights(model.get_weights())
-    model = user_model if user_model is not None else model
-    supervisor = session.supervisor
-    session.events.add("end", verdict=supervisor.verdict, step=loop.pos.step)
-    write_atomic(path / "model.keras", model.save)
-    return Result(model=model, history=load_history(path), attempts=list(supervisor.attempts),
-                  verdict=supervisor.verdict, run_dir=path, logs=logs)
+    with sigterm_raises():
+        session = open_session(
+            model, x, y, strategy=strategy, run_dir=run.path, run_id=run.run_id,
+            batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
+            steps_per_loop=steps_per_loop, validation_data=validation_data,
+            callbacks=callbacks, shuffle=shuffle, guard=guard, rescue=rescue,
+            verbose=verbose, attempt_base=run.attempt_base, prior_events=run.prior_events)
+        model, loop, supervisor = session.model, session.loop, session.supervisor
+        # model.fit trains the user's model: the final (or, after an abort, the last
+        # healthy) weights go back to the instance the user holds, also on error.
+        hand_back = (lambda: user_model.set_weights(model.get_weights())) if (
+            user_model is not None and user_model is not model) else (lambda: None)
+        try:
+            logs = loop.run()
+            nonfinite = settle_weights(session)
+            hand_back()
+            final = user_model if user_model is not None else model
+            write_atomic(run.path / "model.keras", final.save)
+            session.events.add("end", **end_fields(None), verdict=supervisor.verdict,
+                               step=loop.pos.step, **nonfinite)
+        except BaseException as err:
+            write_best_effort("weights handed back to the model", hand_back, err)
+            record_end(session, err)
+            raise
+    return Result(model=final, history=load_history(run.path, run.run_id),
+                  attempts=stamp_attempts(supervisor.attempts, run_id=run.run_id,
+                                          attempt_base=run.attempt_base),
+                  verdict=supervisor.verdict, run_dir=run.path, logs=logs,
+                  run_id=run.run_id, nonfinite=nonfinite.get("nonfinite", {}))
+
+
+def settle_weights(session: Session) -> dict[str, Any]:
+    """Checks the run ended on finite weights; returns the ``end`` event's ``nonfinite``
+    fields (empty when all is finite).
+
+    With the guard off, a non-finite step or non-finite final weights marks the run
+    ``failed``. With the guard on, rescued non-finite steps are the guard's business,
+    but the weights returned are finite, always: non-finite ones are rolled back to the
+    last snapshot and the run is marked ``failed``. The same on every Ray rank: the
+    weights are replicated and the history rows are the same everywhere.
+    """
+    from guardtrain.engine.loop import Unsupervised
+
+    loop, supervisor = session.loop, session.supervisor
+    guarded = not isinstance(supervisor, Unsupervised)
+    steps = session.history.nonfinite_steps()
+    weights_finite = all(np.isfinite(w).all() for w in session.model.get_weights()
+                         if np.issubdtype(np.asarray(w).dtype, np.floating))
+    if weights_finite and (guarded or not len(steps)):
+        return {}
+    info: dict[str, Any] = {"steps": int(len(steps)),
+                            "first_step": int(steps[0]) if len(steps) else None,
+                            "final_weights_finite": bool(weights_finite), "guard": guarded}
+    if not weights_finite and guarded:
+        loop.rewind()
+        info["rolled_back_to"] = int(loop.snapshot_step)
+    supervisor.verdict = "failed"
+    session.events.add("nonfinite", step=loop.pos.step, **info)
+    logger.warning("[guard] %s", nonfinite_text(info))
+    return {"nonfinite": info}
+
+
+def nonfinite_text(info: Mapping[str, Any]) -> str:
+    """One sentence for the ``nonfinite`` fields (the log, ``Result.summary``)."""
+    parts = []
+    if info.get("steps"):
+        parts.append(f"{info['steps']} non-finite step{'s' if info['steps'] != 1 else ''} "
+                     f"(first at step {info.get('first_step')})")
+    if not info.get("final_weights_finite", True):
+        parts.append("non-finite final weights" + (
+            f", rolled back to the snapshot of step {info['rolled_back_to']}"
+            if info.get("rolled_back_to") is not None else ""))
+    return "run marked failed: " + "; ".join(parts)
+
+
+def record_end(session: Session, err: BaseException) -> None:
+    """The record of a run an error ended: the history so far, the running attempt closed
+    with the status, the ``error`` event of a guardtrain error and the ``end`` event.
+
+    Best effort (``write_best_effort``): a write that fails is said on stderr and in
+    ``err``'s notes, and ``err`` stays the error raised. Events are added on every rank
+    (only the chief writes them), as everything the loop records.
+    """
+    events, supervisor, loop = session.events, session.supervisor, session.loop
+    status = end_fields(err)["status"]
+    if loop.is_chief:
+        write_best_effort("history", session.history.flush, err)
+        attempts = [{**a, "outcome": status} if a.get("outcome") == "running" else a
+                    for a in supervisor.attempts]
+        if attempts and events.enabled:
+            write_best_effort("attempts.json",
+                              lambda: write_attempts(session.run_dir, attempts), err)
+    if isinstance(err, GuardtrainError) and not any(
+            e.get("event") == "error" for e in events.events):
+        write_best_effort("error event", lambda: events.add(
+            "error", code=err.code, message=err.message), err)
+    write_best_effort("end event", lambda: events.add(
+        "end", **end_fields(err), verdict="failed" if status == "failed" else
+        supervisor.verdict, step=loop.pos.step), err)
 
 
 def stats_every_of(guard) -> int:

@@ -2,13 +2,16 @@
 
 ```
 guardtrain check JOB  [launch options] [--set key=value ...]
-guardtrain fit JOB    [launch options] [--run-dir DIR] [--set key=value ...] [--verbose N]
+guardtrain fit JOB    [launch options] [--run-dir DIR [--resume]] [--set key=value ...]
+                      [--verbose N]
 guardtrain report RUN_DIR [--png PATH]
 guardtrain demo [--only cnn|lr|momentum]
 ```
 
 Errors end the command with their family's exit code (``EXIT_CODES``); the message
 comes first and ends with a ``Fix:`` line, never with a raw traceback (``--debug`` shows it).
+SIGTERM (a scheduler stopping the job) unwinds like Ctrl-C, so the run's record says why
+it ended (``guardtrain.records.run_end``).
 This module imports no TensorFlow until a command needs it, so ``--help`` is instant.
 """
 
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Sequence
 
 from guardtrain.core import errors
+from guardtrain.records import run_end
+
 __all__ = ["main", "build_parser", "EXIT_CODES"]
 
 logger = logging.getLogger(__name__)
@@ -35,10 +40,12 @@ EXIT_CODES = (
     (2, "usage or configuration: bad arguments, JOB file, --set, import path (ConfigError, "
         "GT1xx)"),
     (3, "the data does not fit the model (InputSpecError, GT2xx): nothing was started"),
-    (4, "training unhealthy and rescue off or unable to help (UnhealthyTrainingError, GT3xx)"),
+    (4, "training unhealthy and rescue off or unable to help (UnhealthyTrainingError, GT3xx), "
+        "or a run that finished failed (non-finite values)"),
     (5, "launch failed: devices, Ray, workers, hangs (LaunchError, GT4xx)"),
     (6, "every rescue attempt spent (RescueExhaustedError, GT5xx)"),
-    (130, "interrupted (Ctrl-C)"),
+    (130, "interrupted (Ctrl-C), also on Ray workers; the run's record says INTERRUPTED"),
+    (143, "terminated (SIGTERM); the run's record says TERMINATED"),
 )
 
 _JOB_FORMAT = """\
@@ -100,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--run-dir", metavar="DIR",
                      help="where the run's files go (default: the JOB's run_dir, else "
                           "guardtrain_runs/<time>-<id> here)")
+    fit.add_argument("--resume", action="store_true",
+                     help="add this run to a run directory that holds earlier runs (else "
+                          "a folder that is not empty is refused, GT152)")
     fit.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None,
                      help="0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
                           "terminal, else 2)")
@@ -221,21 +231,28 @@ def _cmd_fit(args) -> int:
         from guardtrain.engine.devices import split_cpu
 
         split_cpu(spec.launch.cpu_replicas)   # before the builder's imports touch devices
-    job = spec.resolve()
     from guardtrain.records.run_dir import new_run_dir
 
-    # The CLI picks the run directory itself, so it can report on a run that fails.
-    run_dir, _ = new_run_dir(spec.run_dir)
-    print(f"[job] run dir {run_dir}", flush=True)
+    # The CLI picks the run directory itself, so it can report on a run that fails; a
+    # folder that is not empty is refused here, before the data is read (GT152).
+    run_dir, _ = new_run_dir(spec.run_dir, resume=args.resume)
+    job = spec.resolve()
+    print(f"[job] run dir {run_dir}" + (" (resumed: this run is added to it)"
+                                       if args.resume else ""), flush=True)
     if spec.launch.workers:
         _ship_user_modules(job)
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     import guardtrain as gt
 
     kwargs = {**job.fit_kwargs(), "run_dir": run_dir}
+    if args.resume:
+        kwargs["resume"] = True
     try:
         result = gt.fit(job.model, job.x, job.y, verbose=verbose, **kwargs)
-    except errors.GuardtrainError as err:
+    except (KeyboardInterrupt, run_end.Terminated):
+        print(f"\n  the run's record: guardtrain report {run_dir}", flush=True)
+        raise
+    except Exception as err:
         if not isinstance(err, (errors.ConfigError, errors.InputSpecError)):
             _report_failed_run(run_dir)
         raise
@@ -245,6 +262,13 @@ def _cmd_fit(args) -> int:
     if png:
         print(f"  plot: {png}")
     print(f"  details: guardtrain report {run_dir}")
+    if result.verdict == "failed":
+        # Finished, but neither healthy nor rescued (non-finite values, a rescue whose
+        # last attempt did not learn): a scheduler must not read it as a success.
+        print(f"\nguardtrain fit: the run finished failed (exit "
+              f"{errors.UnhealthyTrainingError.exit_code}); see the summary above",
+              file=sys.stderr)
+        return errors.UnhealthyTrainingError.exit_code
     return 0
 
 
@@ -256,6 +280,9 @@ def _report_failed_run(run_dir: Path) -> None:
         text = report(run_dir)
     except errors.GuardtrainError:
         return   # nothing was recorded
+    except Exception as err:   # noqa: BLE001 - the run's own error is the one to show
+        logger.warning("could not report on %s: %s", run_dir, err)
+        return
     print("\n" + text, flush=True)
 
 
@@ -341,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.debug:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with _logging_to_stdout(args.debug):
+        with _logging_to_stdout(args.debug), run_end.sigterm_raises():
             return int(args.func(args) or 0)
     except errors.GuardtrainError as err:
         if args.debug:
@@ -349,8 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nguardtrain {args.command}: {err}", file=sys.stderr)
         return int(getattr(err, "exit_code", 1))
     except KeyboardInterrupt:
-        print(f"\nguardtrain {args.command}: interrupted", file=sys.stderr)
+        print(f"\nguardtrain {args.command}: interrupted (exit 130)", file=sys.stderr)
         return 130
+    except run_end.Terminated:
+        print(f"\nguardtrain {args.command}: terminated by SIGTERM (exit 143)",
+              file=sys.stderr)
+        return 143
     except Exception:   # noqa: BLE001 - the last resort: say it is unexpected, show it all
         traceback.print_exc()
         print(f"\nguardtrain {args.command}: unexpected error (exit 1). If it comes from "

@@ -5,11 +5,12 @@ on a run another process is writing. Sections, in order:
 
 ```
 guardtrain run ID: STATUS (detail)     where it ran, what was planned, the loss so far
+                                       (and the folder's other runs, when it was resumed)
 attempts                               one line each, and what changed from the previous
 verdicts and decisions                 one block per rescue decision, with its evidence
 last steps                             medians of the last 10 steps
 epochs                                 Keras logs per epoch
-error                                  the error that ended a failed run
+error                                  what ended a failed, interrupted or terminated run
 files                                  where the history, events, model and plot are
 ```
 
@@ -62,7 +63,7 @@ def report(result_or_run_dir) -> str:
         steps = (f"{a.first_step}-{a.last_step}" if a.first_step is not None else "-")
         lines.append(f"  {a.number:>2}  {a.optimizer:<10} {lr_text(a.learning_rate):>13}  "
                      f"{steps:>13}  {_ended(a)}")
-        if a.number > 1:
+        if a.number > run.attempt_base + 1:     # the run's own first attempt changed nothing
             change = change_label(a.optimizer_from, a.optimizer, a.learning_rate_from,
                                   a.learning_rate,
                                   fresh_optimizer_state=a.fresh_optimizer_state)
@@ -70,11 +71,7 @@ def report(result_or_run_dir) -> str:
     lines += _decisions(run)
     lines += _tail(run)
     lines += _epochs(run)
-    errors = run.of("error")
-    if errors:
-        lines += ["", "error"] + ["  " + line for line in
-                                  f"[{errors[-1].get('code')}] {errors[-1].get('message', '')}"
-                                  .splitlines()]
+    lines += _ending(run)
     lines += _files(run)
     return "\n".join(lines)
 
@@ -93,18 +90,60 @@ def _ended(a: AttemptRecord) -> str:
 def _headline(run: RunRecord, attempts: Sequence[AttemptRecord]) -> str:
     status = run.status
     rescues = len(attempts) - 1
+    step = run.end.get("step")
+    at = f" at step {step}" if step is not None else ""
+    reason = run.end_reason
+    cause = reason.get("code") or reason.get("type") or ""
     detail = {
         "healthy": "never touched",
         "rescued": f"healthy after {rescues} rescue{'s' if rescues != 1 else ''}",
-        "failed": f"stopped after {len(attempts)} attempt{'s' if len(attempts) != 1 else ''}",
-        "running": "no end record yet: still running, or stopped abruptly",
+        "failed": (_nonfinite(run.end["nonfinite"]) if run.end.get("nonfinite") else
+                   f"stopped{at} after {len(attempts)} attempt"
+                   f"{'s' if len(attempts) != 1 else ''}" + (f": {cause}" if cause else "")),
+        "interrupted": f"Ctrl-C{at}: {reason.get('type', 'KeyboardInterrupt')}",
+        "terminated": f"SIGTERM{at}: the process was asked to stop",
+        "running": "no end record yet: still running, or killed before it could say",
     }.get(status, "")
     return f"guardtrain run {run.run_id}: {status.upper()}" + (f" ({detail})" if detail else "")
+
+
+def _nonfinite(info: dict) -> str:
+    parts = []
+    if info.get("steps"):
+        parts.append(f"{info['steps']} non-finite step{'s' if info['steps'] != 1 else ''}, "
+                     f"the first at step {info.get('first_step')}")
+    if not info.get("final_weights_finite", True):
+        back = info.get("rolled_back_to")
+        parts.append("non-finite final weights" + (
+            f", rolled back to step {back}" if back is not None else ""))
+    return "; ".join(parts) or "a non-finite value"
+
+
+def _ending(run: RunRecord) -> list[str]:
+    """What ended a run that did not complete, and the non-finite values of one that did."""
+    lines = []
+    reason = run.end_reason
+    if reason or run.of("error"):
+        head = f"[{reason.get('code')}] " if reason.get("code") else ""
+        kind = reason.get("type")
+        text = f"{head}{kind + ': ' if kind and not head else ''}{reason.get('message', '')}"
+        lines += ["", "error" if run.status == "failed" else run.status]
+        lines += ["  " + line for line in text.splitlines()]
+    info = run.end.get("nonfinite")
+    if info:
+        lines += ["", "non-finite values", "  " + _nonfinite(info) + (
+            "; the guard was off" if not info.get("guard") else "")]
+    return lines
 
 
 def _where(run: RunRecord) -> list[str]:
     start = run.start
     lines = [f"  run dir:  {run.run_dir}"]
+    if run.other_runs:
+        n = len(run.other_runs) + 1
+        lines.append(f"  runs:     this folder holds {n} runs (resumed); shown: {run.run_id}; "
+                     "others: " + ", ".join(f"{r['run_id']} {str(r['status']).upper()}"
+                                           for r in run.other_runs))
     if start:
         replicas = start.get("replicas", "?")
         lines.append(f"  ran on:   {start.get('strategy', '?')}, {replicas} replica"
@@ -208,8 +247,11 @@ def _epochs(run: RunRecord) -> list[str]:
         logs = e.get("logs") or {}
         shown = {k: v for k, v in logs.items() if k not in ("update_ratio", "grad_norm")}
         text = "  ".join(f"{k} {num_text(v)}" for k, v in shown.items())
+        attempt = e.get("attempt")
+        if isinstance(attempt, int):
+            attempt += run.attempt_base         # numbered as the history files are
         lines.append(f"  epoch {int(e.get('epoch', 0)) + 1:>3}  step {e.get('step', '?'):>6}  "
-                     f"attempt {e.get('attempt', '?')}  {text}")
+                     f"attempt {attempt if attempt is not None else '?'}  {text}")
     return lines
 
 

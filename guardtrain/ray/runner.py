@@ -21,6 +21,7 @@ takes the same decision at the same step; a collective that hangs times out
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -39,25 +40,28 @@ logger = logging.getLogger(__name__)
 
 def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
                validation_data, callbacks, shuffle, guard, rescue, launch: LaunchConfig,
-               run_dir, verbose):
-    """Runs the guarded loop on ``launch.workers`` Ray Train workers (see the module doc)."""
+               run_dir, verbose, resume: bool = False):
+    """Runs the guarded loop on ``launch.workers`` Ray Train workers (see the module doc).
+
+    The driver writes the run's final records, on every way the run ends: the workers'
+    history, events and attempts when rank 0 returned them, and an ``end`` event with
+    the status and reason (``guardtrain.records.run_end``). A Ctrl-C, which Ray Train
+    turns into an aborted run, comes back as ``KeyboardInterrupt``.
+    """
     import keras
 
     from guardtrain.engine.inputs import num_samples
     from guardtrain.engine.shipping import as_plain_model
     from guardtrain.ray.cluster import attach
     from guardtrain.ray.launch import run_on_workers, unique_run_name
-    from guardtrain.records.atomic import write_atomic
-    from guardtrain.records.attempts_file import write_attempts
-    from guardtrain.records.events import EventLog
-    from guardtrain.records.history import HistoryWriter, load_history
-    from guardtrain.records.result import Result
-    from guardtrain.records.run_dir import new_run_dir
+    from guardtrain.records.run_dir import open_run_dir
+    from guardtrain.records.run_end import sigterm_raises
 
+    run = open_run_dir(run_dir, resume=resume)    # refused here, before anything starts
+    path, run_id = run.path, run.run_id
     # Once per run, before anything is shipped: a request the cluster cannot hold fails
     # here, in seconds.
     cluster = attach(launch)
-    path, run_id = new_run_dir(run_dir)
     if steps_per_epoch is None:
         total = num_samples(x)
         if total is None:
@@ -74,31 +78,134 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
         "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
         "steps_per_loop": steps_per_loop, "callbacks": callbacks, "shuffle": shuffle,
         "guard": guard, "rescue": rescue, "launch": launch, "run_dir": str(path),
-        "run_id": run_id, "verbose": verbose,
+        "run_id": run_id, "verbose": verbose, "attempt_base": run.attempt_base,
+        "prior_events": list(run.prior_events),
     }
     storage = launch.storage_path or str(path / "ray")
-    out = run_on_workers(_train_on_worker, config, launch, storage_path=storage,
-                         run_name=unique_run_name(run_id), cluster=cluster)
+    with sigterm_raises():
+        try:
+            with _sigint_seen() as seen:
+                try:
+                    out = run_on_workers(_train_on_worker, config, launch,
+                                         storage_path=storage,
+                                         run_name=unique_run_name(run_id), cluster=cluster)
+                except BaseException as err:
+                    # During fit, Ray Train's own SIGINT handler takes a Ctrl-C: it aborts
+                    # the run and leaves a SystemExit, a dead controller's error or the
+                    # aborted workers' error. Each is the user's interrupt, and must read
+                    # as one (exit 130).
+                    if isinstance(err, SystemExit) or (
+                            seen and not isinstance(err, KeyboardInterrupt)):
+                        raise KeyboardInterrupt("Ray Train aborted the run (Ctrl-C)") from err
+                    raise
+            if out is None:     # an aborted run has no return value from rank 0
+                raise KeyboardInterrupt("Ray Train aborted the run before it returned")
+        except BaseException as err:
+            _record_lost_run(run, err)
+            raise
+        return _finish_on_driver(model, run, out)
 
-    # Rank 0's records, written once, here: the driver may not share rank 0's disk.
-    history = HistoryWriter(path, run_id)
+
+@contextlib.contextmanager
+def _sigint_seen():
+    """Yields a list that is not empty once Ray Train's SIGINT handler has run.
+
+    The handler replaces any of ours for the duration of ``fit`` and says what it does
+    only in its log (``Received SIGINT. Gracefully aborting ...``); that line is the one
+    sign a Ctrl-C arrived, so it is watched here (and shown: it is worth reading).
+    """
+    seen: list[str] = []
+    watched = logging.getLogger("ray.train.v2.api.data_parallel_trainer")
+
+    class _Watch(logging.Handler):
+        def emit(self, record):
+            if "SIGINT" in record.getMessage():
+                seen.append(record.getMessage())
+
+    handler, level = _Watch(logging.INFO), watched.level
+    watched.addHandler(handler)
+    if watched.getEffectiveLevel() > logging.INFO:
+        watched.setLevel(logging.INFO)
+    try:
+        yield seen
+    finally:
+        watched.removeHandler(handler)
+        watched.setLevel(level)
+
+
+def _finish_on_driver(model, run, out: dict):
+    """Rank 0's records, written once, here (the driver may not share rank 0's disk);
+    the error a verdict ended the run with is raised after them."""
+    import keras
+
+    from guardtrain.records.atomic import write_atomic
+    from guardtrain.records.attempts_file import stamp_attempts, write_attempts
+    from guardtrain.records.events import EventLog
+    from guardtrain.records.history import HistoryWriter, load_history
+    from guardtrain.records.result import Result
+    from guardtrain.records.run_end import end_fields, write_best_effort
+
+    path, run_id = run.path, run.run_id
+    history = HistoryWriter(path, run_id, attempt_base=run.attempt_base)
     history.restore(out["history"])
-    history.flush()
-    events = EventLog(path)
-    events.events = out["events"]
-    events.write()
-    if out.get("attempts"):
-        write_attempts(path, out["attempts"])
-    if out.get("error") is not None:
-        # As in-process: the user's model holds the last healthy weights after an abort.
-        if isinstance(model, keras.Model):
-            model.set_weights(out["weights"])
-        raise out["error"]
-    final = model if isinstance(model, keras.Model) else model()
-    final.set_weights(out["weights"])
-    write_atomic(path / "model.keras", final.save)
-    return Result(model=final, history=load_history(path), attempts=out["attempts"],
-                  verdict=out["verdict"], run_dir=path, logs=out["logs"])
+    events = EventLog(path, prior=run.prior_events)
+    events.events = list(out["events"])
+    error = out.get("error")
+    try:
+        history.flush()
+        if error is not None:
+            events.events.append({"event": "end", **end_fields(error), "verdict": "failed",
+                                  "step": _last_step(events.events)})
+        events.write()      # before attempts.json: it reads this run's start event
+        if out.get("attempts"):
+            write_attempts(path, out["attempts"])
+        if error is not None:
+            # As in-process: the user's model holds the last healthy weights after an abort.
+            if isinstance(model, keras.Model):
+                model.set_weights(out["weights"])
+            raise error
+        final = model if isinstance(model, keras.Model) else model()
+        final.set_weights(out["weights"])
+        write_atomic(path / "model.keras", final.save)
+    except BaseException as err:
+        if err is not error:
+            write_best_effort("end event", lambda: events.add(
+                "end", **end_fields(err), verdict="failed",
+                step=_last_step(events.events)), err)
+        raise
+    end = next((e for e in reversed(events.events) if e.get("event") == "end"), {})
+    return Result(model=final, history=load_history(path, run_id),
+                  attempts=stamp_attempts(out["attempts"], run_id=run_id,
+                                          attempt_base=run.attempt_base),
+                  verdict=out["verdict"], run_dir=path, logs=out["logs"], run_id=run_id,
+                  nonfinite=end.get("nonfinite") or {})
+
+
+def _record_lost_run(run, err: BaseException) -> None:
+    """The ``end`` event of a run that returned nothing (a launch failure, a crash Ray
+    gave up on, Ctrl-C): added to what rank 0 wrote as it went, when the driver shares
+    its disk, else to the earlier runs' events."""
+    from guardtrain.records.events import EventLog, load_events
+    from guardtrain.records.run_end import end_fields, write_best_effort
+
+    def write():
+        on_disk = load_events(run.path)
+        # Rank 0's own events follow this run's start event, when it wrote any.
+        mine = next((i for i, e in enumerate(on_disk) if e.get("event") == "start"
+                     and e.get("run_id") == run.run_id), None)
+        events = EventLog(run.path, prior=on_disk if mine is not None else run.prior_events)
+        if mine is None:
+            events.events.append({"event": "start", "run_id": run.run_id,
+                                  "attempt_base": run.attempt_base})
+        events.add("end", **end_fields(err), verdict="failed",
+                   step=_last_step(on_disk[mine:] if mine is not None else []))
+
+    write_best_effort("end event", write, err)
+
+
+def _last_step(events: list) -> int | None:
+    steps = [e["step"] for e in events if isinstance(e.get("step"), int)]
+    return steps[-1] if steps else None
 
 
 def _put(value):
@@ -144,7 +251,8 @@ def _train_on_worker(config: dict) -> dict | None:
     tf.get_logger().setLevel("WARNING")  # one INFO line per collective, per worker
 
     from guardtrain.engine.inputs import shard_inputs
-    from guardtrain.engine.session import open_session
+    from guardtrain.engine.session import open_session, settle_weights
+    from guardtrain.records.run_end import end_fields, write_best_effort
     from guardtrain.ray.checkpoint import LoopCheckpoint, load_state, restore_loop
     from guardtrain.ray.watchdog import Watchdog
 
@@ -167,7 +275,9 @@ def _train_on_worker(config: dict) -> dict | None:
         writes=writes, presharded=True, start=state is None,
         start_fields={"workers": ctx.world_size},
         chunk_hooks=[lambda lp: dog.beat(lp.pos.step),
-                     LoopCheckpoint(launch.checkpoint_every_chunks)])
+                     LoopCheckpoint(launch.checkpoint_every_chunks)],
+        attempt_base=config.get("attempt_base", 0),
+        prior_events=config.get("prior_events", ()))
     loop, events, history = session.loop, session.events, session.history
     if state is not None:
         restore_loop(loop, state)
@@ -176,12 +286,16 @@ def _train_on_worker(config: dict) -> dict | None:
     with dog:
         try:
             logs = loop.run()
-        except GuardtrainError as err:
+            nonfinite = settle_weights(session)
+        except BaseException as err:
             # As in-process: the error in the events, the chunk that ended the run in the
-            # history.
-            events.add("error", code=err.code, message=err.message)
+            # history (best effort: a failed write must not replace the error). The
+            # driver writes the ``end`` event, also when Ray Train gives up on the group.
+            if isinstance(err, GuardtrainError):
+                write_best_effort("error event", lambda: events.add(
+                    "error", code=err.code, message=err.message), err)
             if writes:
-                history.flush()
+                write_best_effort("history", history.flush, err)
             if not isinstance(err, _DECIDED):
                 raise
             failure = err
@@ -198,8 +312,8 @@ def _train_on_worker(config: dict) -> dict | None:
                 "attempts": list(session.supervisor.attempts)}
     supervisor = session.supervisor
     digests = _decision_digests(strategy, events.events)
-    events.add("end", verdict=supervisor.verdict, step=loop.pos.step,
-               decision_digests=digests, same_decisions=len(set(digests)) == 1)
+    events.add("end", **end_fields(None), verdict=supervisor.verdict, step=loop.pos.step,
+               decision_digests=digests, same_decisions=len(set(digests)) == 1, **nonfinite)
     if not is_chief:
         return None
     return {"weights": session.model.get_weights(), "history": history.state(),

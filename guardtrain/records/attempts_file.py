@@ -22,14 +22,25 @@ from typing import Any
 
 from guardtrain.records.atomic import write_atomic
 
-__all__ = ["ATTEMPTS_FILE", "write_attempts", "load_attempts"]
+__all__ = ["ATTEMPTS_FILE", "write_attempts", "load_attempts", "stamp_attempts"]
 
 ATTEMPTS_FILE = "attempts.json"
 
 
 def write_attempts(run_dir: str | os.PathLike, attempts: list[dict[str, Any]]) -> None:
-    """Writes ``attempts`` to ``run_dir/attempts.json`` (temp file, then ``os.replace``)."""
-    text = json.dumps(list(attempts), indent=1, allow_nan=False, default=str) + "\n"
+    """Writes the running run's ``attempts`` to ``run_dir/attempts.json`` (temp file, then
+    ``os.replace``).
+
+    In a resumed run directory the file also holds the earlier runs' attempts: they are
+    kept, and this run's are numbered after them (``stamp_attempts``), as its history
+    files are. Which run is running, and how many attempts came before it, is read from
+    the last ``start`` event, which every run writes before its first attempt.
+    """
+    run_id, base = _running(Path(run_dir))
+    earlier = ([a for a in load_attempts(run_dir) or () if int(a.get("number", 0)) <= base]
+               if base else [])
+    rows = earlier + stamp_attempts(attempts, run_id=run_id, attempt_base=base)
+    text = json.dumps(rows, indent=1, allow_nan=False, default=str) + "\n"
     write_atomic(Path(run_dir) / ATTEMPTS_FILE, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -39,3 +50,29 @@ def load_attempts(run_dir: str | os.PathLike) -> list[dict[str, Any]] | None:
     if not path.exists():
         return None
     return json.loads(path.read_text())
+
+
+def stamp_attempts(attempts: list[dict[str, Any]], *, run_id: str | None,
+                   attempt_base: int = 0) -> list[dict[str, Any]]:
+    """A run's attempts as the run directory numbers them: ``number`` after the
+    ``attempt_base`` attempts of earlier runs, and the ``run_id`` they belong to."""
+    out = []
+    for a in attempts:
+        row = {**a, "number": int(a.get("number", 0)) + attempt_base}
+        if run_id is not None:
+            row["run_id"] = run_id
+        out.append(row)
+    return out
+
+
+def _running(run_dir: Path) -> tuple[str | None, int]:
+    """The run id and attempt base of the folder's last ``start`` event."""
+    from guardtrain.records.events import load_events
+
+    try:
+        starts = [e for e in load_events(run_dir) if e.get("event") == "start"]
+    except ValueError:
+        return None, 0
+    if not starts:
+        return None, 0
+    return starts[-1].get("run_id"), int(starts[-1].get("attempt_base") or 0)

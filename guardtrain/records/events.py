@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -37,11 +37,15 @@ class EventLog:
         run_dir: the run directory.
         enabled: ``False`` keeps the events in memory only (workers other than the chief,
             benchmarks).
+        prior: the earlier runs' events of a resumed run directory: written first, kept
+            out of ``events`` (this run's own).
     """
 
-    def __init__(self, run_dir: str | os.PathLike, *, enabled: bool = True):
+    def __init__(self, run_dir: str | os.PathLike, *, enabled: bool = True,
+                 prior: Sequence[dict[str, Any]] = ()):
         self.path = Path(run_dir) / "events.jsonl"
         self.enabled = enabled
+        self.prior: list[dict[str, Any]] = list(prior)
         self.events: list[dict[str, Any]] = []
 
     def add(self, event_name: str, /, **fields: Any) -> dict[str, Any]:
@@ -53,7 +57,8 @@ class EventLog:
         return event
 
     def write(self) -> None:
-        text = "".join(json.dumps(e, default=_jsonable) + "\n" for e in self.events)
+        text = "".join(json.dumps(e, default=_jsonable) + "\n"
+                       for e in [*self.prior, *self.events])
         write_atomic(self.path, lambda tmp: Path(tmp).write_text(text))
 
 

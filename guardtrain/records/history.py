@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from guardtrain.core.stats import NORM_COLUMNS, STAT_COLUMNS
@@ -54,15 +55,19 @@ class HistoryWriter:
     Args:
         run_dir: the run directory.
         run_id: written in every row.
+        attempt_base: the attempts already on disk from earlier runs in the folder (a
+            resumed run directory): attempt k of this run is written as
+            ``attempt_base + k``, in its own file, so no earlier file is overwritten.
     """
 
     #: The most of the run's wall time ``flush_if_due`` lets file writes take.
     FLUSH_BUDGET = 0.05
 
-    def __init__(self, run_dir: str | os.PathLike, run_id: str, *,
+    def __init__(self, run_dir: str | os.PathLike, run_id: str, *, attempt_base: int = 0,
                  clock: Callable[[], float] = time.monotonic):
         self.dir = Path(run_dir) / "history"
         self.run_id = run_id
+        self.attempt_base = int(attempt_base)
         self._chunks: dict[int, list[dict[str, Any]]] = {}
         self._dirty: set[int] = set()
         self._clock = clock
@@ -104,7 +109,7 @@ class HistoryWriter:
         unmeasured = ~join("measured")
         columns = {
             "run_id": pa.array([self.run_id] * sum(lengths), pa.string()),
-            "attempt": pa.array(np.full(sum(lengths), attempt, np.int32)),
+            "attempt": pa.array(np.full(sum(lengths), self.attempt_base + attempt, np.int32)),
             "step": join("step"), "epoch": join("epoch").astype(np.int32),
         }
         for name in STAT_COLUMNS:
@@ -125,7 +130,7 @@ class HistoryWriter:
         start = self._clock()
         for attempt in sorted(self._dirty):
             table = self.table(attempt)
-            write_atomic(self.dir / f"attempt-{attempt:04d}.parquet",
+            write_atomic(self.dir / f"attempt-{self.attempt_base + attempt:04d}.parquet",
                          lambda tmp, t=table: pq.write_table(t, tmp))
         self._dirty.clear()
         self._last_flush_end = self._clock()
@@ -142,6 +147,12 @@ class HistoryWriter:
         if self._clock() - self._last_flush_end >= self._last_flush_cost / self.FLUSH_BUDGET:
             self.flush()
 
+    def nonfinite_steps(self) -> np.ndarray:
+        """The steps whose loss, gradients or weights were not finite, in order."""
+        found = [c["step"][~np.asarray(c["finite"], bool)]
+                 for chunks in self._chunks.values() for c in chunks]
+        return np.sort(np.concatenate(found)) if found else np.array([], np.int64)
+
     def all_rows(self) -> pa.Table:
         tables = [self.table(a) for a in sorted(self._chunks)]
         return pa.concat_tables(tables) if tables else HISTORY_SCHEMA.empty_table()
@@ -156,8 +167,12 @@ class HistoryWriter:
         self._dirty = set(self._chunks)
 
 
-def load_history(run_dir: str | os.PathLike) -> pa.Table:
-    """Reads every attempt's history of a run, sorted by attempt then step.
+def load_history(run_dir: str | os.PathLike, run_id: str | None = None) -> pa.Table:
+    """Reads every row of a run directory, sorted by attempt then step.
+
+    Args:
+        run_dir: the run directory; a resumed one holds several runs, all read.
+        run_id: only the rows of this run (a ``gt.Result``'s own history).
 
     Example:
 
@@ -169,4 +184,6 @@ def load_history(run_dir: str | os.PathLike) -> pa.Table:
     if not files:
         return HISTORY_SCHEMA.empty_table()
     table = pa.concat_tables([pq.read_table(p, schema=HISTORY_SCHEMA) for p in files])
+    if run_id is not None:
+        table = table.filter(pc.equal(table["run_id"], run_id))
     return table.sort_by([("attempt", "ascending"), ("step", "ascending")])

@@ -18,12 +18,19 @@ class Result:
 
     Args:
         model: the trained Keras model, holding the final (last healthy) weights.
-        history: every step of every attempt (``HISTORY_SCHEMA``), sorted by attempt, step.
+        history: every step of every attempt of this run (``HISTORY_SCHEMA``), sorted by
+            attempt, step; a resumed run directory's earlier runs are not in it
+            (``gt.load_history(run_dir)`` reads them all).
         attempts: one record per attempt: what changed, why, from which step, how it ended.
         verdict: ``"healthy"`` (never touched), ``"rescued"`` (healthy after a rescue) or
-            ``"failed"``.
+            ``"failed"`` (also a run with the guard off that met a non-finite value, or
+            whose final weights had to be rolled back: see ``nonfinite``).
         run_dir: the run directory (history, events, model).
         logs: the last epoch's Keras logs (loss, metrics, ``val_*``).
+        run_id: this run's id (the ``run_id`` of its history rows).
+        nonfinite: empty when every recorded step and the final weights were finite; else
+            ``steps`` (how many were not), ``first_step``, ``final_weights_finite``, and
+            ``rolled_back_to`` when the guard rolled non-finite final weights back.
     """
 
     model: Any
@@ -32,6 +39,8 @@ class Result:
     verdict: str
     run_dir: Path
     logs: dict = dataclasses.field(default_factory=dict)
+    run_id: str = ""
+    nonfinite: dict = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         """A few lines: verdict, steps, final loss, one line per attempt, where the files are.
@@ -49,6 +58,8 @@ class Result:
         steps = self.history.num_rows
         lines = [f"guardtrain run: {self.verdict}",
                  f"  steps recorded: {steps} in {max(1, len(self.attempts))} attempt(s)"]
+        if self.nonfinite:
+            lines.append(f"  NON-FINITE: {_nonfinite_line(self.nonfinite)}")
         if steps:
             loss = self.history.column("loss").to_pylist()
             # The last measured one: the norms are null on the steps stats_every skips.
@@ -63,7 +74,8 @@ class Result:
                 lines.append(f"  {name}: " + "  ".join(f"{k} {v:.4g}" for k, v in part.items()))
         for attempt in self.attempts:
             lines.append("  " + _attempt_line(attempt))
-        lines.append(f"  run dir: {self.run_dir}")
+        lines.append(f"  run dir: {self.run_dir}"
+                     + (f"  (run {self.run_id})" if self.run_id else ""))
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -83,3 +95,15 @@ def _attempt_line(attempt: Any) -> str:
         ended += f" ({a['end_verdict']})"
     return (f"attempt {a.get('number', '?')}: {a.get('optimizer', '?')} lr {rate} "
             f"from step {a.get('from_step', '?')} -> {ended}")
+
+
+def _nonfinite_line(info: Mapping[str, Any]) -> str:
+    parts = []
+    if info.get("steps"):
+        parts.append(f"{info['steps']} step(s) not finite, the first at step "
+                     f"{info.get('first_step')}")
+    if not info.get("final_weights_finite", True):
+        back = info.get("rolled_back_to")
+        parts.append("final weights not finite" + (
+            f": rolled back to step {back}" if back is not None else ""))
+    return "; ".join(parts) or "a value was not finite"

@@ -85,12 +85,15 @@ class RunRecord:
         events: ``events.jsonl``, one dict per event.
         stored_attempts: ``attempts.json`` as written at the run's end, or ``None``
             when the run has not written it.
+        other_runs: the other runs of a resumed run directory, each ``{"run_id",
+            "status"}``, in order (the record holds one run: the last, or the one asked).
     """
 
     run_dir: Path
     columns: dict[str, np.ndarray]
     events: list[dict[str, Any]]
     stored_attempts: list[dict[str, Any]] | None = None
+    other_runs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -118,14 +121,39 @@ class RunRecord:
         return str(self.start.get("run_id") or self.run_dir.name)
 
     @property
+    def attempt_base(self) -> int:
+        """Attempts of earlier runs in the folder: this run's attempt k is ``base + k``
+        on disk, while its decision events count from 1."""
+        return int(self.start.get("attempt_base") or 0)
+
+    @property
+    def end(self) -> dict[str, Any]:
+        """The run's ``end`` event (the last one), ``{}`` before it."""
+        found = self.of("end")
+        return found[-1] if found else {}
+
+    @property
     def status(self) -> str:
-        """``healthy``, ``rescued``, ``failed`` or ``running`` (no end record yet)."""
+        """``healthy``, ``rescued``, ``failed``, ``interrupted``, ``terminated``, or
+        ``running`` (no end record yet: still going, or killed without a chance to say)."""
+        end = self.end
+        if end.get("status") in ("failed", "interrupted", "terminated"):
+            return str(end["status"])
         if self.of("error"):
             return "failed"
-        ends = self.of("end")
-        if ends:
-            return str(ends[-1].get("verdict", "healthy"))
+        if end:
+            return str(end.get("verdict", "healthy"))
         return "running"
+
+    @property
+    def end_reason(self) -> dict[str, Any]:
+        """What ended a run that did not complete: ``type``, ``code``, ``message``."""
+        reason = dict(self.end.get("error") or {})
+        errors = self.of("error")
+        if errors:     # a guardtrain error's own event holds its code and message
+            reason["code"] = reason.get("code") or errors[-1].get("code")
+            reason.setdefault("message", errors[-1].get("message"))
+        return reason
 
     def loss_ends(self) -> tuple[float, float] | None:
         """The median loss of the first 10 and last 10 finite steps (one step is noise);
@@ -140,7 +168,10 @@ class RunRecord:
     def error_code(self) -> str | None:
         """The code of the error that ended the run, ``None`` when none did."""
         errors = self.of("error")
-        return str(errors[-1].get("code", "?")) if errors else None
+        if errors:
+            return str(errors[-1].get("code", "?"))
+        code = (self.end.get("error") or {}).get("code")
+        return str(code) if code else None
 
     def attempts(self) -> list[AttemptRecord]:
         """One record per attempt, from ``attempts.json`` when the run wrote it, else
@@ -153,6 +184,9 @@ class RunRecord:
             rec.rolled_back_from = nxt.from_step
         if out[-1].outcome in ("aborted", "exhausted") or self.of("error"):
             out[-1].end_code = self.error_code
+        if out[-1].outcome == "running" and self.status in ("failed", "interrupted",
+                                                             "terminated"):
+            out[-1].outcome = self.status   # a run that ended without closing its attempt
         return out
 
     # -- attempts.json ------------------------------------------------------------------
@@ -177,7 +211,7 @@ class RunRecord:
 
     # -- rebuilt from the history and the events ----------------------------------------
     def _adjusts(self) -> dict[int, dict[str, Any]]:
-        return {int(d["attempt"]): d for d in self.of("decision")
+        return {int(d["attempt"]) + self.attempt_base: d for d in self.of("decision")
                 if d.get("action") == "ADJUST"}
 
     def _fill_from_rows(self, rec: AttemptRecord) -> bool:
@@ -197,7 +231,8 @@ class RunRecord:
         numbers = self.columns.get("attempt", np.array([], int))
         adjusts = self._adjusts()
         out = []
-        for n in sorted(set(int(a) for a in numbers) | set(adjusts) | {1}):
+        for n in sorted(set(int(a) for a in numbers) | set(adjusts)
+                        | {self.attempt_base + 1}):
             rec = AttemptRecord(number=n)
             recorded = self._fill_from_rows(rec)
             d = adjusts.get(n)
@@ -228,7 +263,9 @@ class RunRecord:
             last.outcome = "exhausted" if str(self.error_code).startswith("GT5") else "aborted"
             last.end_verdict = self._stopping_verdict()
         elif self.of("end"):
-            last.outcome = "completed"
+            status = self.status
+            last.outcome = (status if status in ("failed", "interrupted", "terminated")
+                            else "completed")
         return out
 
     def _stopping_verdict(self) -> str | None:
@@ -269,11 +306,16 @@ def _load_stored_attempts(run_dir: Path) -> list[dict[str, Any]] | None:
     return load_attempts(run_dir)
 
 
-def load_run(result_or_run_dir) -> RunRecord:
+def load_run(result_or_run_dir, run_id: str | None = None) -> RunRecord:
     """Reads a run directory (or a ``gt.Result``'s) into a ``RunRecord``.
+
+    A resumed run directory holds several runs (one ``start`` event each, the rows told
+    apart by ``run_id``): the record is the last run's, or the one ``run_id`` (or the
+    ``gt.Result``) names; ``other_runs`` lists the rest.
 
     Args:
         result_or_run_dir: a ``gt.Result``, or a run directory (finished or running).
+        run_id: which run of the folder; default the Result's, else the last.
 
     Raises:
         ConfigError: GT140 when the folder holds neither history nor events.
@@ -298,5 +340,36 @@ def load_run(result_or_run_dir) -> RunRecord:
                               "wait until the run has written its first records")
     columns = {name: table.column(name).to_numpy(zero_copy_only=False)
                for name in table.column_names}
+    stored = _load_stored_attempts(run_dir)
+    runs = _split_runs(events)
+    others: list[dict[str, Any]] = []
+    if len(runs) > 1:
+        wanted = run_id or getattr(result_or_run_dir, "run_id", None)
+        ids = [next((e.get("run_id") for e in r if e.get("event") == "start"), None)
+               for r in runs]
+        chosen = ids.index(wanted) if wanted in ids else len(runs) - 1
+        for i, run_events in enumerate(runs):
+            if i != chosen:
+                other = RunRecord(run_dir=run_dir, columns={}, events=run_events)
+                others.append({"run_id": ids[i], "status": other.status})
+        mine = ids[chosen]
+        events = runs[chosen]
+        if "run_id" in columns:
+            keep = columns["run_id"] == mine
+            columns = {name: values[keep] for name, values in columns.items()}
+        if stored:
+            stored = [a for a in stored if a.get("run_id") == mine] or None
     return RunRecord(run_dir=run_dir.resolve(), columns=columns, events=events,
-                     stored_attempts=_load_stored_attempts(run_dir))
+                     stored_attempts=stored, other_runs=others)
+
+
+def _split_runs(events: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The events of each run: a ``start`` event opens a run (events before the first
+    one belong to it)."""
+    runs: list[list[dict[str, Any]]] = []
+    for event in events:
+        opens = event.get("event") == "start"
+        if not runs or (opens and any(e.get("event") == "start" for e in runs[-1])):
+            runs.append([])
+        runs[-1].append(event)
+    return runs
