@@ -43,6 +43,6 @@ def test_summary_says_plainly_when_a_value_was_not_finite():
                     nonfinite={"steps": 12, "first_step": 4, "final_weights_finite": False})
     lines = result.summary().splitlines()
     assert lines[0] == "guardtrain run: failed"
-    assert ("  NON-FINITE: 12 step(s) not finite, the first at step 4; final weights not "
-            "finite") in lines
+    assert ("  NON-FINITE: 12 non-finite steps, the first at step 4; non-finite final "
+            "weights") in lines
     assert lines[-1] == "  run dir: runs/c  (run 20261129-101500-ab12)"

@@ -26,10 +26,11 @@ from guardtrain.records.events import EventLog
 from guardtrain.records.history import HistoryWriter, load_history
 from guardtrain.records.result import Result
 from guardtrain.records.run_dir import open_run_dir
-from guardtrain.records.run_end import end_fields, sigterm_raises, write_best_effort
+from guardtrain.records.run_end import (describe_nonfinite, end_fields, sigterm_raises,
+                                        write_best_effort)
 
 __all__ = ["Session", "open_session", "place_model", "run_in_process", "make_supervisor",
-           "stats_every_of", "settle_weights", "record_end", "nonfinite_text",
+           "stats_every_of", "settle_weights", "record_end",
            "DEFAULT_STEPS_PER_LOOP"]
 
 logger = logging.getLogger(__name__)
@@ -230,21 +231,8 @@ def settle_weights(session: Session) -> dict[str, Any]:
         info["rolled_back_to"] = int(loop.snapshot_step)
     supervisor.verdict = "failed"
     session.events.add("nonfinite", step=loop.pos.step, **info)
-    logger.warning("[guard] %s", nonfinite_text(info))
+    logger.warning("[guard] run marked failed: %s", describe_nonfinite(info))
     return {"nonfinite": info}
-
-
-def nonfinite_text(info: Mapping[str, Any]) -> str:
-    """One sentence for the ``nonfinite`` fields (the log, ``Result.summary``)."""
-    parts = []
-    if info.get("steps"):
-        parts.append(f"{info['steps']} non-finite step{'s' if info['steps'] != 1 else ''} "
-                     f"(first at step {info.get('first_step')})")
-    if not info.get("final_weights_finite", True):
-        parts.append("non-finite final weights" + (
-            f", rolled back to the snapshot of step {info['rolled_back_to']}"
-            if info.get("rolled_back_to") is not None else ""))
-    return "run marked failed: " + "; ".join(parts)
 
 
 def record_end(session: Session, err: BaseException) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from guardtrain.interface.labels import change_label, lr_text, num_text
+from guardtrain.records.run_end import describe_nonfinite
 from guardtrain.records.run_record import AttemptRecord, RunRecord, load_run
 
 __all__ = ["report"]
@@ -97,7 +98,7 @@ def _headline(run: RunRecord, attempts: Sequence[AttemptRecord]) -> str:
     detail = {
         "healthy": "never touched",
         "rescued": f"healthy after {rescues} rescue{'s' if rescues != 1 else ''}",
-        "failed": (_nonfinite(run.end["nonfinite"]) if run.end.get("nonfinite") else
+        "failed": (describe_nonfinite(run.end["nonfinite"]) if run.end.get("nonfinite") else
                    f"stopped{at} after {len(attempts)} attempt"
                    f"{'s' if len(attempts) != 1 else ''}" + (f": {cause}" if cause else "")),
         "interrupted": f"Ctrl-C{at}: {reason.get('type', 'KeyboardInterrupt')}",
@@ -105,18 +106,6 @@ def _headline(run: RunRecord, attempts: Sequence[AttemptRecord]) -> str:
         "running": "no end record yet: still running, or killed before it could say",
     }.get(status, "")
     return f"guardtrain run {run.run_id}: {status.upper()}" + (f" ({detail})" if detail else "")
-
-
-def _nonfinite(info: dict) -> str:
-    parts = []
-    if info.get("steps"):
-        parts.append(f"{info['steps']} non-finite step{'s' if info['steps'] != 1 else ''}, "
-                     f"the first at step {info.get('first_step')}")
-    if not info.get("final_weights_finite", True):
-        back = info.get("rolled_back_to")
-        parts.append("non-finite final weights" + (
-            f", rolled back to step {back}" if back is not None else ""))
-    return "; ".join(parts) or "a non-finite value"
 
 
 def _ending(run: RunRecord) -> list[str]:
@@ -131,7 +120,7 @@ def _ending(run: RunRecord) -> list[str]:
         lines += ["  " + line for line in text.splitlines()]
     info = run.end.get("nonfinite")
     if info:
-        lines += ["", "non-finite values", "  " + _nonfinite(info) + (
+        lines += ["", "non-finite values", "  " + describe_nonfinite(info) + (
             "; the guard was off" if not info.get("guard") else "")]
     return lines
 

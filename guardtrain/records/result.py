@@ -9,6 +9,8 @@ from typing import Any, Mapping
 
 import pyarrow as pa
 
+from guardtrain.records.run_end import describe_nonfinite
+
 __all__ = ["Result"]
 
 
@@ -59,7 +61,7 @@ class Result:
         lines = [f"guardtrain run: {self.verdict}",
                  f"  steps recorded: {steps} in {max(1, len(self.attempts))} attempt(s)"]
         if self.nonfinite:
-            lines.append(f"  NON-FINITE: {_nonfinite_line(self.nonfinite)}")
+            lines.append(f"  NON-FINITE: {describe_nonfinite(self.nonfinite)}")
         if steps:
             loss = self.history.column("loss").to_pylist()
             # The last measured one: the norms are null on the steps stats_every skips.
@@ -97,13 +99,3 @@ def _attempt_line(attempt: Any) -> str:
             f"from step {a.get('from_step', '?')} -> {ended}")
 
 
-def _nonfinite_line(info: Mapping[str, Any]) -> str:
-    parts = []
-    if info.get("steps"):
-        parts.append(f"{info['steps']} step(s) not finite, the first at step "
-                     f"{info.get('first_step')}")
-    if not info.get("final_weights_finite", True):
-        back = info.get("rolled_back_to")
-        parts.append("final weights not finite" + (
-            f": rolled back to step {back}" if back is not None else ""))
-    return "; ".join(parts) or "a value was not finite"

@@ -29,7 +29,7 @@ import threading
 from typing import Any, Callable, Iterator
 
 __all__ = ["Terminated", "STATUSES", "status_of", "end_fields", "sigterm_raises",
-           "write_best_effort"]
+           "write_best_effort", "describe_nonfinite"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +121,17 @@ def sigterm_raises(*, only_if_default: bool = True) -> Iterator[bool]:
         yield True
     finally:
         signal.signal(signal.SIGTERM, saved if saved is not None else signal.SIG_DFL)
+
+
+def describe_nonfinite(info: dict[str, Any]) -> str:
+    """One phrase for the fields of a ``nonfinite`` record (the log, ``Result.summary``
+    and the report all say it the same way)."""
+    parts = []
+    if info.get("steps"):
+        parts.append(f"{info['steps']} non-finite step{'s' if info['steps'] != 1 else ''}, "
+                     f"the first at step {info.get('first_step')}")
+    if not info.get("final_weights_finite", True):
+        back = info.get("rolled_back_to")
+        parts.append("non-finite final weights" + (
+            f", rolled back to the snapshot of step {back}" if back is not None else ""))
+    return "; ".join(parts) or "a non-finite value"
