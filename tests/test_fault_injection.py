@@ -324,6 +324,25 @@ def test_nan_with_the_guard_off_is_marked_failed(tmp_path, capsys):
     assert ": FAILED (" in text and "non-finite" in text and "HEALTHY" not in text
 
 
+def test_loss_scale_skips_with_the_guard_off_are_not_a_failure(tmp_path):
+    # mixed_float16: the first steps' scaled gradients overflow float16 and the
+    # LossScaleOptimizer skips them by design (the loss stays finite). Not a failure.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+        model.compile(optimizer=keras.optimizers.SGD(1e-6), loss="mse")
+        x, y = _data()
+        result = gt.fit(model, 300 * x, 300 * y, run_dir=tmp_path / "run", guard=False,
+                        batch_size=BATCH, epochs=1, steps_per_loop=LOOP, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    finite = np.asarray(result.history.column("finite").to_pylist())
+    assert not finite.all()                      # skips happened
+    assert np.isfinite(result.history.column("loss").to_numpy()).all()
+    assert result.verdict != "failed" and not result.nonfinite
+
+
 def test_the_guard_never_returns_non_finite_weights(tmp_path):
     model = _model(1e6)
     result = _fit(tmp_path / "run", model=model,

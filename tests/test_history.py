@@ -278,3 +278,27 @@ def test_a_resumed_writer_numbers_its_attempts_after_the_ones_on_disk(tmp_path):
     assert load_history(tmp_path).column("attempt").to_pylist() == [1, 1, 1, 2, 2]
     mine = load_history(tmp_path, "run-2")
     assert mine.column("step").to_pylist() == [1, 2] and mine.equals(second.all_rows())
+
+
+@pytest.mark.pure
+def test_nonfinite_steps_under_loss_scaling_count_only_a_non_finite_loss(tmp_path):
+    # A loss-scaled step whose scaled gradient overflowed is skipped by the optimizer by
+    # design: finite loss, finite=False. Only a non-finite loss is a failure there.
+    writer = HistoryWriter(tmp_path, "run-ls")
+    stats = _stats(4)
+    stats["finite"] = np.array([True, False, True, False])
+    stats["loss"] = np.array([1.0, 0.9, np.nan, 0.8])
+    writer.append(attempt=1, steps=np.array([1, 2, 3, 4]), epoch=0, stats=stats,
+                  learning_rate=0.1, optimizer="sgd", verdict="unjudged")
+    assert writer.nonfinite_steps().tolist() == [2, 4]
+    assert writer.nonfinite_steps(loss_only=True).tolist() == [3]
+
+
+@pytest.mark.pure
+def test_an_event_whose_write_failed_is_not_kept(tmp_path):
+    # Otherwise the end event recorded after the failure would follow a second one.
+    (tmp_path / "events.jsonl").mkdir()        # the log cannot be replaced
+    log = EventLog(tmp_path)
+    with pytest.raises(OSError):
+        log.add("end", status="completed")
+    assert log.events == []

@@ -46,3 +46,17 @@ def test_summary_says_plainly_when_a_value_was_not_finite():
     assert ("  NON-FINITE: 12 non-finite steps, the first at step 4; non-finite final "
             "weights") in lines
     assert lines[-1] == "  run dir: runs/c  (run 20261129-101500-ab12)"
+
+
+@pytest.mark.pure
+def test_default_run_folders_are_claimed_so_runs_started_together_never_share_one(
+        tmp_path, monkeypatch):
+    import re
+
+    from guardtrain.records.run_dir import new_run_id, open_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{8}", new_run_id())
+    runs = [open_run_dir(None) for _ in range(20)]    # within the same second or two
+    assert len({r.path for r in runs}) == 20
+    assert all(r.path.parent.name == "guardtrain_runs" for r in runs)

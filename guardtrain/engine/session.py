@@ -218,7 +218,10 @@ def settle_weights(session: Session) -> dict[str, Any]:
 
     loop, supervisor = session.loop, session.supervisor
     guarded = not isinstance(supervisor, Unsupervised)
-    steps = session.history.nonfinite_steps()
+    # Under loss scaling (mixed_float16) an overflowing scaled gradient is a step the
+    # optimizer skips by design, not a failure: only a non-finite loss counts there.
+    scaled = isinstance(session.model.optimizer, keras.optimizers.LossScaleOptimizer)
+    steps = session.history.nonfinite_steps(loss_only=scaled)
     weights_finite = all(np.isfinite(w).all() for w in session.model.get_weights()
                          if np.issubdtype(np.asarray(w).dtype, np.floating))
     if weights_finite and (guarded or not len(steps)):

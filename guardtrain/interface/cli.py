@@ -41,7 +41,8 @@ EXIT_CODES = (
         "GT1xx)"),
     (3, "the data does not fit the model (InputSpecError, GT2xx): nothing was started"),
     (4, "training unhealthy and rescue off or unable to help (UnhealthyTrainingError, GT3xx), "
-        "or a run that finished failed (non-finite values)"),
+        "or a run that finished failed (non-finite values, or a rescue whose last attempt "
+        "did not learn)"),
     (5, "launch failed: devices, Ray, workers, hangs (LaunchError, GT4xx)"),
     (6, "every rescue attempt spent (RescueExhaustedError, GT5xx)"),
     (130, "interrupted (Ctrl-C), also on Ray workers; the run's record says INTERRUPTED"),

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
     from guardtrain.ray.cluster import attach
     from guardtrain.ray.launch import run_on_workers, unique_run_name
     from guardtrain.records.run_dir import open_run_dir
-    from guardtrain.records.run_end import sigterm_raises
+    from guardtrain.records.run_end import Terminated, sigterm_raises
 
     run = open_run_dir(run_dir, resume=resume)    # refused here, before anything starts
     path, run_id = run.path, run.run_id
@@ -94,6 +95,10 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
                     # the run and leaves a SystemExit, a dead controller's error or the
                     # aborted workers' error. Each is the user's interrupt, and must read
                     # as one (exit 130).
+                    if isinstance(err, SystemExit) and not seen:
+                        # ray.init replaced the SIGTERM handler with one that exits (and,
+                        # for an embedded head, stops its Ray first): a scheduler's SIGTERM.
+                        raise Terminated(signal.SIGTERM) from err
                     if isinstance(err, SystemExit) or (
                             seen and not isinstance(err, KeyboardInterrupt)):
                         raise KeyboardInterrupt("Ray Train aborted the run (Ctrl-C)") from err
@@ -149,7 +154,10 @@ def _finish_on_driver(model, run, out: dict):
     history = HistoryWriter(path, run_id, attempt_base=run.attempt_base)
     history.restore(out["history"])
     events = EventLog(path, prior=run.prior_events)
-    events.events = list(out["events"])
+    # Rank 0's end event is written last, after model.keras (as in-process), and replaced
+    # by a failure's if anything here fails: one end event per run.
+    worker_end = [e for e in out["events"] if e.get("event") == "end"]
+    events.events = [e for e in out["events"] if e.get("event") != "end"]
     error = out.get("error")
     try:
         history.flush()
@@ -167,8 +175,11 @@ def _finish_on_driver(model, run, out: dict):
         final = model if isinstance(model, keras.Model) else model()
         final.set_weights(out["weights"])
         write_atomic(path / "model.keras", final.save)
+        events.events += worker_end[-1:]
+        events.write()
     except BaseException as err:
         if err is not error:
+            events.events = [e for e in events.events if e.get("event") != "end"]
             write_best_effort("end event", lambda: events.add(
                 "end", **end_fields(err), verdict="failed",
                 step=_last_step(events.events)), err)

@@ -53,7 +53,13 @@ class EventLog:
         event = {"event": event_name, **fields}
         self.events.append(event)
         if self.enabled:
-            self.write()
+            try:
+                self.write()
+            except BaseException:
+                # Not on disk, so not in the log: a caller that records the failure next
+                # (an end event) must not leave this one behind it as well.
+                self.events.remove(event)
+                raise
         return event
 
     def write(self) -> None:

@@ -147,9 +147,11 @@ class HistoryWriter:
         if self._clock() - self._last_flush_end >= self._last_flush_cost / self.FLUSH_BUDGET:
             self.flush()
 
-    def nonfinite_steps(self) -> np.ndarray:
-        """The steps whose loss, gradients or weights were not finite, in order."""
-        found = [c["step"][~np.asarray(c["finite"], bool)]
+    def nonfinite_steps(self, *, loss_only: bool = False) -> np.ndarray:
+        """The steps whose loss, gradients or weights were not finite, in order; with
+        ``loss_only``, the steps whose loss was not finite."""
+        found = [c["step"][~np.isfinite(np.asarray(c["loss"], np.float64)) if loss_only
+                           else ~np.asarray(c["finite"], bool)]
                  for chunks in self._chunks.values() for c in chunks]
         return np.sort(np.concatenate(found)) if found else np.array([], np.int64)
 

@@ -55,9 +55,10 @@ class RunDir:
 
 
 def new_run_id() -> str:
-    """``20261129-101500-ab12``: the time of the call and a random suffix."""
+    """``20261129-101500-ab12cd34``: the time of the call and a random suffix (32 bits:
+    a sweep that starts hundreds of runs in one second does not collide)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{secrets.token_hex(2)}"
+    return f"{stamp}-{secrets.token_hex(4)}"
 
 
 def open_run_dir(run_dir: str | os.PathLike | None, *, resume: bool = False) -> RunDir:
@@ -72,7 +73,18 @@ def open_run_dir(run_dir: str | os.PathLike | None, *, resume: bool = False) -> 
             GT152 it is not empty and ``resume`` was not asked.
     """
     run_id = new_run_id()
-    path = Path("guardtrain_runs") / run_id if run_dir is None else Path(run_dir)
+    if run_dir is None:
+        # The default folder is claimed by creating it: two runs started at once never
+        # share one (an explicit folder is the caller's to keep apart).
+        for _ in range(8):
+            path = Path("guardtrain_runs") / run_id
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                run_id = new_run_id()
+    else:
+        path = Path(run_dir)
     where = f"fit(run_dir={str(path)!r})"
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{where}: expected a folder, found a file",
