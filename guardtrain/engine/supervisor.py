@@ -32,6 +32,7 @@ from guardtrain.core import rescue as rescue_mod
 from guardtrain.core.attempts import close
 from guardtrain.core.errors import ConfigError
 from guardtrain.core.guard import GuardConfig, GuardState
+from guardtrain.core.rates import round_rate
 from guardtrain.core.rescue import RescueConfig
 from guardtrain.records.attempts_file import write_attempts
 
@@ -134,12 +135,14 @@ class GuardSupervisor:
                 self._record_attempts(close(self.rstate.attempts, step=verdict.step,
                                             outcome="aborted", verdict=verdict))
                 raise rescue_mod.unhealthy_error(verdict, attempts=self.rstate.attempts)
-        # The rate and the snapshot step are read from the loop, where they live: a
+        # The rate and the snapshot step come from the engine, where they live: a
         # callback (ReduceLROnPlateau, a scheduler) may have moved the rate since the
         # rescue last set it, and the engine's snapshot holds the weights of its step.
+        # The rate is the one the chunk ran at, read inside its call: reading the
+        # optimizer's variable again here would be one more device read per chunk.
         decision = rescue_mod.decide(verdict, self.rstate, self.rescue_config,
                                      snapshot_step=loop.snapshot_step,
-                                     learning_rate=loop.learning_rate)
+                                     learning_rate=_chunk_rate(stats, loop))
         # A rate probe may end in a switch, which probes the next optimizer in turn.
         while decision.action == rescue_mod.PROBE:
             self._say(decision)
@@ -264,3 +267,11 @@ def _has_schedule(optimizer) -> bool:
     # optimizer is rebuilt with a constant rate instead.
     return isinstance(getattr(optimizer, "_learning_rate", None),
                       keras.optimizers.schedules.LearningRateSchedule)
+
+
+def _chunk_rate(stats, loop) -> float:
+    """The rate of the chunk's last step, as the chunk read it from the optimizer."""
+    rates = np.asarray(stats.get("learning_rate", ()), dtype=np.float64).reshape(-1)
+    if rates.size and np.isfinite(rates[-1]):
+        return round_rate(float(rates[-1]))
+    return loop.learning_rate
