@@ -30,7 +30,7 @@ import numpy as np
 from guardtrain.core import guard as guard_mod
 from guardtrain.core import rescue as rescue_mod
 from guardtrain.core.attempts import close
-from guardtrain.core.errors import ConfigError
+from guardtrain.core.fit_args import as_config
 from guardtrain.core.guard import GuardConfig, GuardState
 from guardtrain.core.rates import round_rate
 from guardtrain.core.rescue import RescueConfig
@@ -53,16 +53,6 @@ def make_optimizer(name: str, learning_rate: float, previous=None) -> keras.opti
         config = previous.get_config()
         kept = {k: config[k] for k in _KEPT_OPTIONS if config.get(k) is not None}
     return cls(learning_rate=float(learning_rate), **kept)
-
-
-def _config(value, cls, name):
-    if value is None or value is True:
-        return cls()
-    if isinstance(value, cls):
-        return value
-    raise ConfigError(f"fit({name}=...): expected a {cls.__name__}, True, None or False, "
-                      f"found {type(value).__name__}", code="GT107",
-                      fix=f"pass {name}={cls.__name__}(...) or {name}=False")
 
 
 class GuardSupervisor:
@@ -88,9 +78,10 @@ class GuardSupervisor:
     """
 
     def __init__(self, *, guard=None, rescue=None, events, verbose: int = 1):
-        self.guard_config = _config(guard, GuardConfig, "guard")
+        self.guard_config = as_config(guard, GuardConfig, "guard", "GT107", off=False)
         self.rescue_enabled = rescue is not False
-        self.rescue_config = _config(None if rescue is False else rescue, RescueConfig, "rescue")
+        self.rescue_config = as_config(None if rescue is False else rescue, RescueConfig,
+                                       "rescue", "GT107", off=False)
         self.events = events
         self.verbose = verbose
         self.gstate = GuardState()

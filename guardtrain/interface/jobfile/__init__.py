@@ -27,9 +27,9 @@ spec         parse_job -> JobSpec -> Job
 """
 
 from guardtrain.interface.jobfile.reading import parse_override, yaml_value
-from guardtrain.interface.jobfile.resolution import resolve_import_path, user_modules
+from guardtrain.interface.jobfile.resolution import resolve_import_path
 from guardtrain.interface.jobfile.schema import TOP_KEYS
-from guardtrain.interface.jobfile.spec import Job, JobSpec, load_job, parse_job
+from guardtrain.interface.jobfile.spec import Job, JobSpec, load_job, parse_job, user_modules
 
 __all__ = ["JobSpec", "Job", "parse_job", "load_job", "parse_override", "resolve_import_path",
            "user_modules", "yaml_value", "TOP_KEYS"]

@@ -3,8 +3,7 @@
 ``resolve_import_path`` imports ``module:function``, the named module from the JOB file's
 folder first, without leaving that folder on ``sys.path``; npz files are read with
 ``allow_pickle=False`` and Parquet through ``gt.data.parquet``. Every problem is collected as a
-``guardtrain.core.errors.Problem`` (GT134 imports, GT136 data). ``user_modules`` names
-the modules Ray workers cannot import by themselves.
+``guardtrain.core.errors.Problem`` (GT134 imports, GT136 data).
 
 Pure module: no TensorFlow, no Ray (the builder's own imports aside).
 
@@ -24,7 +23,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from guardtrain.core.errors import ConfigError, Problem
 from guardtrain.core.validation import suggest
@@ -32,11 +31,7 @@ from guardtrain.interface.jobfile.problems import (CODE_DATA, CODE_IMPORT, first
                                                    stated)
 from guardtrain.interface.jobfile.schema import DATA_KINDS, IMPORT_PATH
 
-if TYPE_CHECKING:
-    from guardtrain.interface.jobfile.spec import Job
-
-__all__ = ["resolve_import_path", "resolve_path", "resolve_callable", "resolve_data",
-           "user_modules"]
+__all__ = ["resolve_import_path", "resolve_path", "resolve_callable", "resolve_data"]
 
 
 def resolve_path(value: str, base: Path) -> Path:
@@ -305,22 +300,3 @@ def _read_npz(value, where, base, problems):
     ys = value.get("y", "y")
     y = pick(ys, "y") if ys is not None else None
     return x, y
-
-
-def user_modules(job: "Job") -> list[str]:
-    """The top-level modules the job's import paths name that live outside the installed
-    packages (beside the JOB file, in the current folder): Ray workers on other machines
-    cannot import them, so the CLI sends them by value. guardtrain itself is never one."""
-    names = []
-    for entry in (job.spec.raw.get("model"), (job.spec.raw.get("data") or {}).get("dataset_fn")):
-        if isinstance(entry, dict):
-            entry = entry.get("builder")
-        if not isinstance(entry, str):
-            continue
-        top = entry.split(":")[0].split(".")[0]
-        module = sys.modules.get(top)
-        file = getattr(module, "__file__", None)
-        if (top != "guardtrain" and file and "site-packages" not in file
-                and "dist-packages" not in file):
-            names.append(top)
-    return names

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -24,7 +25,7 @@ from guardtrain.interface.jobfile.resolution import (resolve_callable, resolve_d
                                                      resolve_path)
 from guardtrain.interface.jobfile.schema import check_job
 
-__all__ = ["JobSpec", "Job", "parse_job", "load_job"]
+__all__ = ["JobSpec", "Job", "parse_job", "load_job", "user_modules"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,3 +146,22 @@ def parse_job(path: str | os.PathLike, overrides: Sequence[str] = (), *,
 def load_job(path: str | os.PathLike, overrides: Sequence[str] = (), **kwargs) -> Job:
     """``parse_job(...).resolve()``: the job checked, its builder imported, its data read."""
     return parse_job(path, overrides, **kwargs).resolve()
+
+
+def user_modules(job: Job) -> list[str]:
+    """The top-level modules the job's import paths name that live outside the installed
+    packages (beside the JOB file, in the current folder): Ray workers on other machines
+    cannot import them, so the CLI sends them by value. guardtrain itself is never one."""
+    names = []
+    for entry in (job.spec.raw.get("model"), (job.spec.raw.get("data") or {}).get("dataset_fn")):
+        if isinstance(entry, dict):
+            entry = entry.get("builder")
+        if not isinstance(entry, str):
+            continue
+        top = entry.split(":")[0].split(".")[0]
+        module = sys.modules.get(top)
+        file = getattr(module, "__file__", None)
+        if (top != "guardtrain" and file and "site-packages" not in file
+                and "dist-packages" not in file):
+            names.append(top)
+    return names
