@@ -50,6 +50,7 @@ Codes (stable; one per kind of problem). E = error, blocks training; W = warning
   GT252 W  a learning-rate schedule, which a rescue replaces with a constant rate
   GT253 E  model is not a keras.Model, or the function building it failed
   GT254 E  compiled without a loss
+  GT255 E  the model overrides train_step (guardtrain would bypass it)
  dispatch.py, parquet_schema.py
   GT260 E  a tf.data.Dataset object for Ray workers (send a dataset function)
   GT261 -  retired: the cluster's resources are checked at launch (LaunchError GT420-GT422)
@@ -63,6 +64,7 @@ Codes (stable; one per kind of problem). E = error, blocks training; W = warning
   GT273 E  y given with a source that already yields labels
   GT274 E  an input with 0 samples (a Parquet source with no rows too)
   GT275 E  nested Python lists whose rows differ in length (ragged)
+  GT276 E  several model inputs as a tuple or list (give a dict by input name)
 
 Raised at once as a ``ConfigError``, before any data is read (a call, not the data):
 

@@ -6,7 +6,7 @@ from guardtrain.checking import codes
 from guardtrain.checking.specs import ModelSpec
 from guardtrain.core.errors import Problem
 
-__all__ = ["check_compiled", "check_trainable", "check_lr_schedule"]
+__all__ = ["check_compiled", "check_trainable", "check_lr_schedule", "check_train_step"]
 
 
 def check_compiled(spec: ModelSpec) -> list[Problem]:
@@ -48,3 +48,17 @@ def check_lr_schedule(spec: ModelSpec) -> list[Problem]:
                     "schedule is gone from that attempt on",
                     "keep the schedule and accept that, or compile with a constant "
                     "learning_rate and let rescue tune it", severity="warning")]
+
+
+def check_train_step(spec: ModelSpec) -> list[Problem]:
+    """A model with its own ``train_step`` (GT255): guardtrain runs its own measured step,
+    so that method would never be called. Refused rather than bypassed in silence."""
+    if not spec.own_train_step:
+        return []
+    return [Problem(codes.OWN_TRAIN_STEP, "model",
+                    "a model trained by Keras's own train_step (guardtrain runs its own "
+                    "measured step)",
+                    f"{spec.own_train_step} overrides train_step: guardtrain would never "
+                    "call it",
+                    "train this model with model.fit, or move what train_step adds into "
+                    "the loss (compute_loss, add_loss) or the layers")]

@@ -70,7 +70,16 @@ def describe(model) -> ModelSpec:
         n_weights=len(model.weights),
         n_trainable=len(model.trainable_weights) if model.trainable else 0,
         lr_schedule=_schedule(model.optimizer) if compiled else None,
+        own_train_step=_own_train_step(model),
     )
+
+
+def _own_train_step(model) -> str | None:
+    """The model's class name when it overrides ``train_step`` (Keras's own otherwise)."""
+    import keras
+
+    return (None if getattr(type(model), "train_step", None) is keras.Model.train_step
+            else type(model).__qualname__)
 
 
 def _inputs(model) -> tuple[tuple[InputSpec, ...], str]:

@@ -89,7 +89,10 @@ def check(model, x=None, y=None, *, batch_size=32, steps_per_epoch=NOT_GIVEN,
     built, found = _resolve_model(model, launch)
     problems += found
     spec = describe(built) if built is not None else None
-    inputs, found = sources.load(x, y, model=spec)
+    positional = shapes.check_positional_inputs(x, spec)
+    # Positional inputs are refused before they are read: read as rows, they would give
+    # a row count and shapes that mean nothing.
+    inputs, found = (None, positional) if positional else sources.load(x, y, model=spec)
     problems += found
     if built is not None and inputs:
         spec, found = _complete(built, spec, inputs)
@@ -212,7 +215,7 @@ def _complete(model, spec: ModelSpec, inputs: Inputs):
 
 def _model_problems(spec: ModelSpec, notes) -> list[Problem]:
     problems = (model_checks.check_compiled(spec) + model_checks.check_trainable(spec)
-                + model_checks.check_lr_schedule(spec))
+                + model_checks.check_lr_schedule(spec) + model_checks.check_train_step(spec))
     for output in spec.outputs:
         problems += labels.check_output(output)
     if not spec.outputs:

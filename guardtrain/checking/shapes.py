@@ -11,10 +11,11 @@ from __future__ import annotations
 import math
 
 from guardtrain.checking import codes
-from guardtrain.checking.specs import Sample
+from guardtrain.checking.specs import ModelSpec, Sample
 from guardtrain.core.errors import Problem
 
-__all__ = ["pair", "check_input_shape", "check_sample_counts", "var_name"]
+__all__ = ["pair", "check_input_shape", "check_sample_counts", "var_name",
+           "check_positional_inputs"]
 
 
 def pair(specs, leaves, structure: str, where: str, *, what: str = "input"):
@@ -157,3 +158,19 @@ def _channels_move(data, model):
 def _fmt(shape) -> str:
     shape = tuple(shape)
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_positional_inputs(x, spec: ModelSpec | None) -> list[Problem]:
+    """Several model inputs given as a tuple or list (GT276). ``model.fit`` maps them to
+    the inputs by position; guardtrain's input path does not, and would read the tuple as
+    rows of one input: refused, with the dict that works. Another count of arrays is a
+    mismatch the count check names (GT204)."""
+    if (spec is None or len(spec.inputs) < 2 or not isinstance(x, (tuple, list))
+            or len(x) != len(spec.inputs)):
+        return []
+    names = [i.name for i in spec.inputs]
+    return [Problem(codes.POSITIONAL_INPUTS, "x",
+                    f"a dict of {len(names)} arrays keyed by input name {names}",
+                    f"a {type(x).__name__} of {len(x)}",
+                    "x = {" + ", ".join(f"'{n}': x[{i}]" for i, n in enumerate(names))
+                    + "} (guardtrain does not map positional inputs yet)")]

@@ -90,6 +90,7 @@ class ModelSpec:
     n_weights: int = 1
     n_trainable: int = 1
     lr_schedule: str | None = None       # class name of a LearningRateSchedule
+    own_train_step: str | None = None    # class name of a model that overrides train_step
 
 
 @dataclasses.dataclass

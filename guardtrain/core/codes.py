@@ -174,6 +174,8 @@ CODES: tuple[Code, ...] = (
     _problem("GT253", "NOT_A_MODEL", _E, "model is not a keras.Model, or its builder "
                                          "failed"),
     _problem("GT254", "NO_LOSS", _E, "compiled without a loss"),
+    _problem("GT255", "OWN_TRAIN_STEP", _E, "the model overrides train_step, which "
+                                            "guardtrain's own step would bypass"),
     _problem("GT260", "DATASET_OBJECT", _E, "a tf.data.Dataset object cannot be sent to "
                                             "Ray workers"),
     Code("GT261", _INPUT, "retired: the cluster's resources are checked at launch "
@@ -189,6 +191,8 @@ CODES: tuple[Code, ...] = (
                                           "labels"),
     _problem("GT274", "EMPTY", _E, "an input with 0 samples"),
     _problem("GT275", "RAGGED", _E, "nested Python lists whose rows differ in length"),
+    _problem("GT276", "POSITIONAL_INPUTS", _E, "several model inputs given as a tuple or "
+                                               "list (give a dict by input name)"),
     # -- UnhealthyTrainingError: a verdict rescue cannot or may not fix -----------------
     Code("GT300", _UNHEALTHY, "training is unhealthy (the family's default)"),
     Code("GT301", _UNHEALTHY, "STALLED: the weights barely move and the loss does not fall"),
