@@ -34,12 +34,13 @@ def loss_spec(loss) -> LossSpec | None:
     """Reads one loss (string, ``Loss`` object or function) into a ``LossSpec``."""
     if loss is None:
         return None
-    from_logits, ignore = False, None
+    from_logits, ignore, config = False, None, {}
     if isinstance(loss, str):
         name = loss
     elif isinstance(loss, functools.partial):
         name = getattr(loss.func, "__name__", repr(loss))
-        from_logits = bool(loss.keywords.get("from_logits", False))
+        config = dict(loss.keywords)
+        from_logits = bool(config.get("from_logits", False))
     elif callable(loss) and hasattr(loss, "get_config"):
         config = _safe_config(loss)
         fn = getattr(loss, "fn", None)  # Keras wraps loss functions in LossFunctionWrapper
@@ -52,7 +53,16 @@ def loss_spec(loss) -> LossSpec | None:
         name = getattr(loss, "__name__", type(loss).__name__)
     key = name.lower().replace("_", "")
     kind = next((k for k, names in _KINDS.items() if key in names), UNKNOWN)
-    return LossSpec(kind=kind, name=name, from_logits=from_logits, ignore_class=ignore)
+    return LossSpec(kind=kind, name=name, from_logits=from_logits, ignore_class=ignore,
+                    label_smoothing=_number(config.get("label_smoothing"), 0.0),
+                    delta=_number(config.get("delta"), 1.0))
+
+
+def _number(value, default: float) -> float:
+    try:
+        return float(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
 
 
 def describe(model) -> ModelSpec:
@@ -128,9 +138,21 @@ def _outputs(model, loss) -> tuple[OutputSpec, ...]:
         losses = list(loss) + [None] * (len(tensors) - len(loss))
     else:
         losses = [loss] * len(tensors)
+    weights = _loss_weights(model, names)
     return tuple(
-        OutputSpec(name=n, shape=tuple(t.shape), activation=_activation(t), loss=loss_spec(l))
-        for n, t, l in zip(names, tensors, losses))
+        OutputSpec(name=n, shape=tuple(t.shape), activation=_activation(t), loss=loss_spec(l),
+                   loss_weight=w)
+        for n, t, l, w in zip(names, tensors, losses, weights))
+
+
+def _loss_weights(model, names) -> list[float]:
+    """Each output's ``loss_weights`` entry, as ``compile`` took it (1.0 when absent)."""
+    given = getattr(getattr(model, "_compile_loss", None), "_user_loss_weights", None)
+    if isinstance(given, dict):
+        return [_number(given.get(n), 1.0) for n in names]
+    if isinstance(given, (list, tuple)):
+        return [_number(w, 1.0) for w in given] + [1.0] * (len(names) - len(given))
+    return [_number(given, 1.0)] * len(names)
 
 
 def _activation(tensor) -> str | None:

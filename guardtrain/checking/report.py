@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from guardtrain.core.errors import Problem
+from guardtrain.core.reference import Reference
 
 __all__ = ["CheckReport"]
 
@@ -22,6 +23,9 @@ class CheckReport:
         input_kind: ``"arrays"``, ``"dataset"``, ``"dataset_fn"`` or ``"parquet"``.
         elapsed_s: how long the check took.
         notes: what could not be checked, and why.
+        reference: the loss of the best constant prediction (``core.reference``), from
+            the labels; ``None`` when it cannot be computed (the notes say why). The
+            guard's NO_PROGRESS and CONVERGED rules compare the loss with it.
 
     Example:
 
@@ -38,6 +42,7 @@ class CheckReport:
     input_kind: str = ""
     elapsed_s: float = 0.0
     notes: tuple[str, ...] = ()
+    reference: Reference | None = None
 
     @property
     def per_replica_batch(self) -> int | None:
@@ -59,6 +64,9 @@ class CheckReport:
         lines = [f"[check] OK  {samples} ({self.input_kind}), {batch}, "
                  f"{n} warning{'s' if n != 1 else ''}, {self.sampled_rows:,} rows sampled, "
                  f"{self.elapsed_s:.2f} s"]
+        if self.reference is not None:
+            lines.append(f"  reference loss {self.reference.loss:.4g}: "
+                         f"{self.reference.detail}")
         lines += [w.render() for w in self.warnings]
         lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)

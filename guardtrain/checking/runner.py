@@ -16,6 +16,7 @@ from guardtrain.checking import (batches, dispatch, dtypes, labels, model_checks
                                  sources, values)
 from guardtrain.checking import codes
 from guardtrain.checking.model_spec import describe, loss_spec
+from guardtrain.checking.reference_loss import reference_for
 from guardtrain.checking.report import CheckReport
 from guardtrain.checking.specs import Inputs, ModelSpec, OutputSpec
 from guardtrain.core.fit_args import as_config
@@ -115,13 +116,16 @@ def check(model, x=None, y=None, *, batch_size=32, steps_per_epoch=NOT_GIVEN,
     if errors:
         raise InputSpecError(_message(errors, warnings), problems=errors,
                              details={"warnings": warnings})
+    reference, why_none = reference_for(spec, inputs)
+    if why_none:
+        notes.append(why_none)
     return CheckReport(
         warnings=tuple(warnings), replicas=replicas,
         samples=inputs.n_rows if inputs else None,
         batch_size=(inputs.batch if inputs and inputs.batch else batch_size),
         sampled_rows=max((len(s.rows) for _, s in inputs.x), default=0) if inputs else 0,
         input_kind=inputs.kind if inputs else "", elapsed_s=time.perf_counter() - start,
-        notes=tuple(notes))
+        notes=tuple(notes), reference=reference)
 
 
 def require_steps(x, steps_per_epoch) -> None:

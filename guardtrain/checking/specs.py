@@ -30,12 +30,16 @@ class LossSpec:
         name: the loss as the user gave it, for messages.
         from_logits: whether it expects logits rather than probabilities.
         ignore_class: a label id the loss skips (``ignore_class=`` of the sparse loss).
+        label_smoothing: the cross-entropies' ``label_smoothing``.
+        delta: the Huber loss's ``delta``.
     """
 
     kind: str
     name: str
     from_logits: bool = False
     ignore_class: int | None = None
+    label_smoothing: float = 0.0
+    delta: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,12 +69,14 @@ class OutputSpec:
         activation: ``"softmax"``, ``"sigmoid"``, ``"linear"``, another name, or ``None``
             when unknown.
         loss: the loss applied to it, or ``None``.
+        loss_weight: its ``loss_weights`` entry (1.0 when not given).
     """
 
     name: str
     shape: tuple
     activation: str | None = None
     loss: LossSpec | None = None
+    loss_weight: float = 1.0
 
     @property
     def width(self) -> int | None:
