@@ -348,8 +348,8 @@ def test_public_names_are_pinned():
         "apply", "finish", "format_decision", "error_for", "unhealthy_error"}
     assert set(g.__all__) == {
         "HEALTHY", "CONVERGED", "STALLED", "DIVERGED", "OSCILLATING", "VANISHING",
-        "DEAD_UNITS", "REPLICA_IMBALANCE", "VERDICT_KINDS", "VerdictKind", "REQUIRED_COLUMNS",
-        "GuardConfig", "Verdict", "Baseline", "GuardState", "judge", "observe", "new_attempt"}
+        "DEAD_UNITS", "REPLICA_IMBALANCE", "NO_PROGRESS", "VERDICT_KINDS", "VerdictKind",
+        "REQUIRED_COLUMNS", "GuardConfig", "Verdict", "Baseline", "GuardState", "judge", "observe", "new_attempt"}
     assert all(hasattr(r, n) for n in r.__all__) and all(hasattr(g, n) for n in g.__all__)
 
 

@@ -4,7 +4,7 @@ Codes (``guardtrain.core.errors`` families):
 
 ```
 UnhealthyTrainingError  GT301 STALLED  GT302 DIVERGED  GT303 OSCILLATING  GT304 VANISHING
-                        GT305 DEAD_UNITS  GT306 REPLICA_IMBALANCE
+                        GT305 DEAD_UNITS  GT306 REPLICA_IMBALANCE  GT309 NO_PROGRESS
                         GT307 non-finite loss at an attempt's first step (the inputs)
                         GT308 gradients exactly 0 at the starting weights
 RescueExhaustedError    GT501 every attempt of the budget spent
@@ -19,15 +19,16 @@ from __future__ import annotations
 import dataclasses
 
 from guardtrain.core.errors import RescueExhaustedError, UnhealthyTrainingError
-from guardtrain.core.verdicts import (DEAD_UNITS, DIVERGED, OSCILLATING, REPLICA_IMBALANCE,
-                                      STALLED, VANISHING, Verdict)
+from guardtrain.core.verdicts import (DEAD_UNITS, DIVERGED, NO_PROGRESS, OSCILLATING,
+                                      REPLICA_IMBALANCE, STALLED, VANISHING, Verdict)
 
 __all__ = ["Attempt", "VERDICT_CODES", "unhealthy_error", "exhausted_error", "abort_code",
            "fix_for", "close", "is_exhausted"]
 
 #: Error code per verdict, when training must stop because of it.
 VERDICT_CODES = {STALLED: "GT301", DIVERGED: "GT302", OSCILLATING: "GT303",
-                 VANISHING: "GT304", DEAD_UNITS: "GT305", REPLICA_IMBALANCE: "GT306"}
+                 VANISHING: "GT304", DEAD_UNITS: "GT305", REPLICA_IMBALANCE: "GT306",
+                 NO_PROGRESS: "GT309"}
 CODE_INPUT = "GT307"
 CODE_ZERO_GRADIENTS = "GT308"
 CODE_ATTEMPTS_SPENT = "GT501"
@@ -40,6 +41,8 @@ _EXPECTED = {
     VANISHING: "the first layer's gradient at least 1e-2 of the last layer's",
     DEAD_UNITS: "most gradient entries non-zero",
     REPLICA_IMBALANCE: "every replica's gradient norm of the same order",
+    NO_PROGRESS: "a loss clearly below that of a constant prediction (the label "
+                 "distribution, learned without looking at the inputs)",
 }
 _FIX = {
     STALLED: "raise the learning rate 10-1000x, or use an adaptive optimizer (Adam)",
@@ -51,6 +54,10 @@ _FIX = {
                 "((x - mean) / std), or use LeakyReLU/ELU activations",
     REPLICA_IMBALANCE: "that replica's data shard is empty, constant or all zeros: give "
                        "every replica at least one real batch (check the sharding)",
+    NO_PROGRESS: "nothing was learned from the inputs: check that each label belongs to "
+                 "its row (shuffled or misaligned labels carry no signal), that the inputs "
+                 "are on a unit scale, and that the output activation matches the loss; "
+                 "then the architecture (saturating activations in a deep stack)",
     CODE_INPUT: "look for NaN/inf in x and y (np.isfinite(x).all()) and for labels the "
                 "loss cannot take (e.g. log of 0)",
     CODE_ZERO_GRADIENTS: "the loss does not reach the trainable weights: check frozen "

@@ -204,6 +204,8 @@ CODES: tuple[Code, ...] = (
                               "others' are not"),
     Code("GT307", _UNHEALTHY, "non-finite loss at an attempt's first step (the inputs)"),
     Code("GT308", _UNHEALTHY, "gradients exactly 0 at the starting weights"),
+    Code("GT309", _UNHEALTHY, "NO_PROGRESS: the loss stays at the constant-prediction "
+                              "loss"),
     # -- LaunchError: devices, Ray, workers, hangs ---------------------------------------
     Code("GT400", _LAUNCH, "the run could not be placed or kept running (the family's "
                            "default)"),

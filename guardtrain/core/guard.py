@@ -24,9 +24,10 @@ falling            HEALTHY            loss falls between window halves by >= 1% 
 loss_blown_up      DIVERGED           loss risen by >= 2 x the starting loss above its low,
                                       in the last quarter's median and in 3/4 of the
                                       second half's steps
-converged          CONVERGED          flat, and at <= 10% of the starting loss: never
-                                      rescued (unless no gradient reaches the first
-                                      layer: DEAD_UNITS below)
+converged          CONVERGED          flat, at <= 10% of the starting loss and at <= 50%
+                                      of the reference loss (when known): never rescued
+                                      (unless no gradient reaches the first layer:
+                                      DEAD_UNITS below)
 dead_units         DEAD_UNITS         flat, >= 90% of gradient entries exactly 0, and the
                                       weights still: update_ratio < 1e-5, or (units that
                                       died during the attempt) the slowest layer's ratio
@@ -41,6 +42,9 @@ stalled            STALLED            flat, update_ratio < 1e-5 (HEALTHY instead
 oscillating        OSCILLATING        flat, update_ratio >= 1e-2, and the loss flips
                                       direction in >= 90% of steps or update_ratio
                                       >= 1e-1 (weights thrown around)
+no_progress        NO_PROGRESS        flat, at >= 98% of the reference loss (the best
+                                      constant prediction's), once the attempt has run
+                                      warm-up + 3 windows (not while a schedule warms up)
 healthy_rest       HEALTHY            everything else
 ```
 
@@ -66,13 +70,13 @@ from guardtrain.core.errors import ConfigError
 from guardtrain.core.guard_config import GuardConfig
 from guardtrain.core.guard_rules import Baseline, number
 from guardtrain.core.stats import REPLICA_NORMS, median_last
-from guardtrain.core.verdicts import (CONVERGED, DEAD_UNITS, DIVERGED, HEALTHY, OSCILLATING,
-                                      REPLICA_IMBALANCE, STALLED, VANISHING, VERDICT_KINDS,
-                                      Verdict, VerdictKind)
+from guardtrain.core.verdicts import (CONVERGED, DEAD_UNITS, DIVERGED, HEALTHY, NO_PROGRESS,
+                                      OSCILLATING, REPLICA_IMBALANCE, STALLED, VANISHING,
+                                      VERDICT_KINDS, Verdict, VerdictKind)
 
 __all__ = [
     "HEALTHY", "CONVERGED", "STALLED", "DIVERGED", "OSCILLATING", "VANISHING",
-    "DEAD_UNITS", "REPLICA_IMBALANCE", "VERDICT_KINDS", "VerdictKind",
+    "DEAD_UNITS", "REPLICA_IMBALANCE", "NO_PROGRESS", "VERDICT_KINDS", "VerdictKind",
     "REQUIRED_COLUMNS", "GuardConfig", "Verdict", "Baseline", "GuardState", "judge",
     "observe", "new_attempt",
 ]
@@ -116,9 +120,10 @@ def new_attempt(state: GuardState, *, from_start: bool = False) -> GuardState:
             100 puts the loss in the thousands before it turns non-finite), and every
             loss after that would look "far below where the run began" (CONVERGED).
     """
+    reference = state.baseline.reference  # a fact about the labels: never re-measured
     if from_start:
-        return GuardState()
-    return GuardState(baseline=Baseline(loss=state.baseline.loss),
+        return GuardState(baseline=Baseline(reference=reference))
+    return GuardState(baseline=Baseline(loss=state.baseline.loss, reference=reference),
                       first_losses=state.first_losses)
 
 
@@ -185,7 +190,7 @@ def observe(state: GuardState, chunk: Mapping[str, Any], config: GuardConfig
                            first_losses=first_losses)
 
     if seen >= config.warmup_steps + config.window_steps:
-        return new_state, judge(window, config, baseline=base)
+        return new_state, judge(window, config, baseline=base, attempt_steps=seen)
     # Warm-up, or the window is not full yet: only a non-finite step is judged.
     verdict = guard_rules.nonfinite(window, config, base, settled=False)
     if verdict is None:
@@ -201,7 +206,7 @@ def observe(state: GuardState, chunk: Mapping[str, Any], config: GuardConfig
 
 
 def judge(window: Mapping[str, Any], config: GuardConfig, *,
-          baseline: Baseline | None = None) -> Verdict:
+          baseline: Baseline | None = None, attempt_steps: int | None = None) -> Verdict:
     """Judges the last ``config.window_steps`` steps (all past warm-up).
 
     Non-finite steps first; then, on a full window, the figures (``guard_rules.measure``)
@@ -212,7 +217,10 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
             ``window_steps`` are only checked for non-finite steps.
         config: the thresholds.
         baseline: the starting figures. Without them the window's own first quarter
-            stands for the starting loss, so CONVERGED is never found.
+            stands for the starting loss, so CONVERGED is never found; without its
+            ``reference``, NO_PROGRESS is never found.
+        attempt_steps: steps the attempt has run, for NO_PROGRESS's patience; None
+            judges the window as it is.
 
     Returns:
         The ``Verdict``. Same inputs, same verdict.
@@ -234,7 +242,7 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
         return Verdict(kind=HEALTHY, step=last, settled=False,
                        reason=f"HEALTHY at step {last}: filling the window "
                               f"({len(steps)} of {config.window_steps} steps)")
-    figures = guard_rules.measure(w, config, base)
+    figures = guard_rules.measure(w, config, base, attempt_steps=attempt_steps)
     for rule in guard_rules.RULES:
         verdict = rule(figures, config)
         if verdict is not None:

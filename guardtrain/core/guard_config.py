@@ -36,7 +36,15 @@ class GuardConfig:
             half's (1%: below real progress), or less than 3 standard errors of the
             difference of the two medians under the window's own batch noise.
         converged_loss_fraction: a flat loss at or below this fraction of the run's
-            starting loss is CONVERGED, never rescued.
+            starting loss is CONVERGED, never rescued ...
+        converged_reference_fraction: ... when it is also at or below this fraction of
+            the reference loss (the best constant prediction's, when known): far below
+            a huge starting loss is not enough.
+        no_progress_fraction: NO_PROGRESS when a loss that does not fall stays above
+            ``1 - no_progress_fraction`` times the reference loss (within 2% of it, or
+            above it) ...
+        no_progress_windows: ... once the attempt has run ``warmup_steps`` plus this
+            many windows (a slow healthy start gets that long to leave the reference).
         diverged_rise_fraction: DIVERGED when the loss rises this many starting losses
             above its low (2.0: a positive loss at three times where it started).
         max_nonfinite_steps: non-finite steps tolerated in a window (raise it under
@@ -79,6 +87,9 @@ class GuardConfig:
     window_steps: int = 100
     flat_loss_fraction: float = 0.01
     converged_loss_fraction: float = 0.1
+    converged_reference_fraction: float = 0.5
+    no_progress_fraction: float = 0.02
+    no_progress_windows: int = 3
     diverged_rise_fraction: float = 2.0
     max_nonfinite_steps: int = 0
     stall_update_ratio: float = 1e-5
@@ -115,9 +126,12 @@ class GuardConfig:
              "stats_every", f"an int >= 1 with at least 3 measured steps per window "
              f"(window_steps={self.window_steps!r})",
              "use stats_every=10, or 1 to measure every step")
+        need(is_int(self.no_progress_windows) and self.no_progress_windows >= 1,
+             "no_progress_windows", "an int >= 1", "use no_progress_windows=3")
         need(is_int(self.max_nonfinite_steps) and self.max_nonfinite_steps >= 0,
              "max_nonfinite_steps", "an int >= 0", "use 0, or a few under mixed precision")
         for name in ("flat_loss_fraction", "converged_loss_fraction",
+                     "converged_reference_fraction", "no_progress_fraction",
                      "oscillation_flip_fraction", "dead_zero_fraction",
                      "imbalance_steps_fraction", "decayed_lr_fraction"):
             value = getattr(self, name)

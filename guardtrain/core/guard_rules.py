@@ -22,11 +22,12 @@ import numpy as np
 
 from guardtrain.core.guard_config import GuardConfig
 from guardtrain.core.stats import REPLICA_NORMS, median_last
-from guardtrain.core.verdicts import (CONVERGED, DEAD_UNITS, DIVERGED, HEALTHY, OSCILLATING,
-                                      REPLICA_IMBALANCE, STALLED, VANISHING, Verdict,
-                                      VerdictKind)
+from guardtrain.core.verdicts import (CONVERGED, DEAD_UNITS, DIVERGED, HEALTHY, NO_PROGRESS,
+                                      OSCILLATING, REPLICA_IMBALANCE, STALLED, VANISHING,
+                                      Verdict, VerdictKind)
 
-__all__ = ["Baseline", "Figures", "measure", "RULES", "nonfinite", "healthy_rest", "number"]
+__all__ = ["Baseline", "Figures", "measure", "RULES", "nonfinite", "healthy_rest", "number",
+           "relative_to"]
 
 # DIVERGED needs the loss above the line in this share of the window's second half, so a
 # few noisy batches never make a divergence.
@@ -44,6 +45,8 @@ _DYING_RISE = 0.05
 # 32, up to ~75% at batch 1) to >= 90% is not the slow sparsening of healthy training.
 _DIED_RISE = 0.5
 _TINY = 1e-30
+# A rate that ends a window this much above where it began is still warming up.
+_RISING = 1.05
 
 
 class Baseline(NamedTuple):
@@ -57,12 +60,15 @@ class Baseline(NamedTuple):
             i.e. at the snapshot weights.
         start_step: the step of the attempt's first row (its loss does not depend on
             the learning rate).
+        reference: the loss of a model that learned nothing from its inputs (the best
+            constant prediction's, ``core.reference``); None when unknown.
     """
 
     loss: float | None = None
     learning_rate: float | None = None
     zero_grad_fraction: float | None = None
     start_step: int | None = None
+    reference: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -86,6 +92,7 @@ class Figures:
             median of their ratio.
         at_start, cut_off, died, dead, dying: the dead-unit findings (see ``measure``).
         last_finite: the last step is finite (its weights may be kept).
+        attempt_steps: steps the attempt has run (None: unknown, the window alone).
         evidence: the figures every verdict carries.
     """
 
@@ -121,6 +128,7 @@ class Figures:
     dead: bool
     dying: bool
     last_finite: bool
+    attempt_steps: int | None
     evidence: Mapping[str, object]
 
     @property
@@ -144,7 +152,8 @@ class Figures:
                        evidence={**self.evidence, **more})
 
 
-def measure(w: Mapping[str, np.ndarray], config: GuardConfig, base: Baseline) -> Figures:
+def measure(w: Mapping[str, np.ndarray], config: GuardConfig, base: Baseline, *,
+            attempt_steps: int | None = None) -> Figures:
     """The figures of a settled window (enough finite and measured steps)."""
     steps = w["step"]
     ok = np.asarray(w["finite"], bool) & np.isfinite(w["loss"])
@@ -199,6 +208,8 @@ def measure(w: Mapping[str, np.ndarray], config: GuardConfig, base: Baseline) ->
     evidence = {"steps": len(steps), "loss_start": number(ref), "loss_early": number(early),
                 "loss_late": number(late), "progress": number(progress),
                 "noise": number(noise), "update_ratio": number(ratio)}
+    if base.reference is not None:
+        evidence["reference_loss"] = number(base.reference)
     return Figures(window=w, ok=ok, okm=okm, base=base, first=int(steps[0]),
                    last=int(steps[-1]), steps=len(steps), loss=loss, half=half, early=early,
                    late=late, first_q=first_q, last_q=last_q, ref=ref, low=low, scale=scale,
@@ -206,7 +217,7 @@ def measure(w: Mapping[str, np.ndarray], config: GuardConfig, base: Baseline) ->
                    noise=noise, ratio=ratio, slowest=slowest, zero=zero, zero_end=zero_end,
                    g_first=g_first, g_last=g_last, layer_ratio=layer_ratio,
                    at_start=at_start, cut_off=cut_off, died=died, dead=dead, dying=dying,
-                   last_finite=last_finite, evidence=evidence)
+                   last_finite=last_finite, attempt_steps=attempt_steps, evidence=evidence)
 
 
 # -- the rules, in order ------------------------------------------------------------------
@@ -246,14 +257,21 @@ def loss_blown_up(f: Figures, config: GuardConfig) -> Verdict | None:
 # From here on the loss does not fall (the rules above caught a falling or rising one).
 
 def converged(f: Figures, config: GuardConfig) -> Verdict | None:
-    """CONVERGED: flat far below the starting loss (never rescued)."""
+    """CONVERGED: flat far below the starting loss and the reference (never rescued)."""
     # A network cut off by dead units is not CONVERGED, however far below a (possibly
-    # absurd: inputs off scale) starting loss it sits.
+    # absurd: inputs off scale) starting loss it sits; nor is a loss near the reference,
+    # which a constant prediction reaches.
     if (f.dead and f.cut_off) or f.base.loss is None or not (f.ref - f.late) >= (
             1 - config.converged_loss_fraction) * max(abs(f.ref), _TINY):
         return None
+    reference = f.base.reference
+    if reference is not None and reference > _TINY \
+            and not f.late <= config.converged_reference_fraction * reference:
+        return None
+    below = (f", {f.late / reference:.0%} of the constant-prediction loss {reference:.4g}"
+             if reference is not None and reference > _TINY else "")
     return f.verdict(CONVERGED, f"loss {f.late:.4g} flat {f.over}, down from {f.ref:.4g} at "
-                                f"the start", snapshot_ok=True)
+                                f"the start{below}", snapshot_ok=True)
 
 
 def dead_units(f: Figures, config: GuardConfig) -> Verdict | None:
@@ -316,6 +334,29 @@ def oscillating(f: Figures, config: GuardConfig) -> Verdict | None:
                      flip_fraction=number(flips), loss_step_change=number(amp))
 
 
+def no_progress(f: Figures, config: GuardConfig) -> Verdict | None:
+    """NO_PROGRESS: the loss stays at (or above) the reference, whatever the weights do."""
+    reference = f.base.reference
+    if reference is None or not reference > _TINY:
+        return None
+    # A slow healthy start gets no_progress_windows windows to leave the reference, and a
+    # rate still warming up (a schedule) explains a loss that has not moved yet.
+    if f.attempt_steps is not None and f.attempt_steps < (
+            config.warmup_steps + config.no_progress_windows * config.window_steps):
+        return None
+    if not f.late >= (1 - config.no_progress_fraction) * reference:
+        return None
+    if _rate_rising(f.window, f.ok):
+        return None
+    gap = (f.late - reference) / reference
+    return f.verdict(NO_PROGRESS,
+                     f"loss {f.late:.4g} {f.over} is {relative_to(gap, reference)}, the "
+                     f"loss of a constant prediction (the label "
+                     f"distribution, without looking at the inputs); "
+                     f"update_ratio median {f.ratio:.1e}",
+                     snapshot_ok=False, reference_gap=number(gap))
+
+
 def healthy_rest(f: Figures, config: GuardConfig) -> Verdict:
     """HEALTHY: no rule claimed the window; its weights are kept unless the loss rose."""
     return f.verdict(HEALTHY, f.healthy_text,
@@ -326,7 +367,7 @@ Rule = Callable[[Figures, GuardConfig], "Verdict | None"]
 
 #: The rules in the order they are asked; the first verdict wins (``healthy_rest`` last).
 RULES: tuple[Rule, ...] = (replica_imbalance, falling, loss_blown_up, converged, dead_units,
-                           vanishing, stalled, oscillating)
+                           vanishing, stalled, oscillating, no_progress)
 
 
 # -- non-finite steps: judged from the first step, warm-up or not -------------------------
@@ -394,6 +435,21 @@ def _silent_replica(w, ok, config):
     if ok.sum() == 0 or count < config.imbalance_steps_fraction * ok.sum():
         return None
     return r, count, float(np.nanmedian(own)), float(median_last(top))
+
+
+def _rate_rising(w, ok) -> bool:
+    """The learning rate rose over the window (a warm-up schedule still climbing)."""
+    if "learning_rate" not in w:
+        return False
+    lr = np.asarray(w["learning_rate"], np.float64)[ok]
+    lr = lr[np.isfinite(lr)]
+    return lr.size >= 2 and lr[-1] > _RISING * lr[0]
+
+
+def relative_to(gap: float, reference: float) -> str:
+    """``"within 0.6% of 1.386"`` below the reference, ``"3.1% above 1.386"`` above."""
+    return (f"{gap:.1%} above {reference:.4g}" if gap > 0
+            else f"within {-gap:.1%} of {reference:.4g}")
 
 
 def _median_gap_noise(loss: np.ndarray, half: int) -> float:

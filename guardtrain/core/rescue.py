@@ -5,6 +5,7 @@ verdict                               decision
 HEALTHY, CONVERGED                    Snapshot when verdict.snapshot_ok, else Continue
 STALLED                               Probe larger rates from the snapshot, then after_probe:
                                       Adjust to the best rate, or the next optimizer
+NO_PROGRESS                           the same, probing a smaller and a larger rate
 DIVERGED, OSCILLATING                 Adjust: roll back, learning rate / lr_down_factor
 VANISHING, DEAD_UNITS                 Probe the next optimizer on the ladder, fresh state,
                                       at its usual rate x switch_probe_multipliers, then
@@ -57,7 +58,7 @@ from guardtrain.core.decisions import (ABORT, ADJUST, CONTINUE, PROBE, SNAPSHOT,
 from guardtrain.core.errors import ConfigError, GuardtrainError
 from guardtrain.core.rates import round_rate
 from guardtrain.core.rescue_config import RescueConfig
-from guardtrain.core.verdicts import DEAD_UNITS, STALLED, VANISHING, Verdict
+from guardtrain.core.verdicts import DEAD_UNITS, NO_PROGRESS, STALLED, VANISHING, Verdict
 
 __all__ = [
     "CONTINUE", "SNAPSHOT", "PROBE", "ADJUST", "ABORT", "Action",
@@ -220,6 +221,12 @@ def decide(verdict: Verdict, state: RescueState, config: RescueConfig, *,
         if not rates:
             return _switch(verdict, state, config, **at,
                            why=f"no rate above {now:.1e} within max_learning_rate")
+        return _probe(verdict, state, config, rates, **at)
+    if verdict.kind == NO_PROGRESS:
+        rates = _rates(now, config.no_progress_multipliers, config)
+        if not rates:
+            return _switch(verdict, state, config, **at,
+                           why=f"no rate around {now:.1e} within max_learning_rate")
         return _probe(verdict, state, config, rates, **at)
     # DIVERGED, OSCILLATING: the rate is too high for these weights.
     return _adjust(verdict, state, config, from_step=int(snapshot_step), learning_rate=now,

@@ -27,6 +27,10 @@ class RescueConfig:
         lr_down_factor: DIVERGED / OSCILLATING divide the learning rate by this.
         probe_multipliers: STALLED probes the current rate times each of these, from the
             snapshot (a short range test); kept in ascending order.
+        no_progress_multipliers: NO_PROGRESS (the loss stays at the constant-prediction
+            loss, the weights moving) probes the current rate times each of these, below
+            and above it: either way may be what keeps the model at the label
+            distribution.
         probe_steps: steps each probe runs.
         probe_min_drop_fraction: a probed rate must lower the loss by at least this
             fraction of its starting value to be kept (above batch noise).
@@ -51,6 +55,7 @@ class RescueConfig:
     max_attempts: int = 4
     lr_down_factor: float = 10.0
     probe_multipliers: tuple[float, ...] = (10.0, 100.0, 1000.0, 10000.0)
+    no_progress_multipliers: tuple[float, ...] = (0.1, 10.0)
     probe_steps: int = 20
     probe_min_drop_fraction: float = 0.01
     max_learning_rate: float = 1.0
@@ -72,6 +77,11 @@ class RescueConfig:
                and all(is_number(m) and m > 1 for m in mults),
                "probe_multipliers", mults, "a non-empty tuple of numbers > 1",
                "use probe_multipliers=(10, 100, 1000, 10000)")
+        still = self.no_progress_multipliers
+        v.need(isinstance(still, (tuple, list)) and len(still) >= 1
+               and all(is_number(m) and m > 0 and m != 1 for m in still),
+               "no_progress_multipliers", still, "a non-empty tuple of numbers > 0, not 1",
+               "use no_progress_multipliers=(0.1, 10)")
         v.need(is_int(self.probe_steps) and self.probe_steps >= 2, "probe_steps",
                self.probe_steps, "an int >= 2", "use probe_steps=20")
         v.need(is_number(self.probe_min_drop_fraction)
@@ -113,5 +123,7 @@ class RescueConfig:
         object.__setattr__(self, "switch_probe_multipliers",
                            tuple(sorted(set(float(m) for m in switch))))
         object.__setattr__(self, "probe_multipliers", tuple(sorted(float(m) for m in mults)))
+        object.__setattr__(self, "no_progress_multipliers",
+                           tuple(sorted(set(float(m) for m in still))))
         object.__setattr__(self, "optimizer_ladder", ladder)
         object.__setattr__(self, "optimizer_learning_rates", rates)

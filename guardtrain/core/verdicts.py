@@ -3,13 +3,16 @@
 ```
 kind               means                                             rescued by
 HEALTHY            the loss falls, or nothing is wrong               - (snapshot)
-CONVERGED          flat because it is low: far below the start       never rescued
+CONVERGED          flat because it is low: far below the start and   never rescued
+                   the constant-prediction loss
 STALLED            weights barely move and the loss does not fall    a larger rate
 DIVERGED           non-finite, or the loss blowing up                a smaller rate
 OSCILLATING        the loss flips direction, weights thrown around   a smaller rate
 VANISHING          no gradient reaches the first layers              the next optimizer
 DEAD_UNITS         most gradient entries exactly 0                   the next optimizer
 REPLICA_IMBALANCE  one replica's gradient ~0 while the others' not   none: a data error
+NO_PROGRESS        the loss stays at the constant-prediction loss:   other rates, then the
+                   nothing learned from the inputs                   next optimizer
 ```
 
 The rules that pick a kind are in ``guard_rules`` (docs/architecture.md, "Guard verdicts").
@@ -25,7 +28,8 @@ from typing import Any, Mapping
 from guardtrain.core.str_enum import ValueEnum
 
 __all__ = ["VerdictKind", "HEALTHY", "CONVERGED", "STALLED", "DIVERGED", "OSCILLATING",
-           "VANISHING", "DEAD_UNITS", "REPLICA_IMBALANCE", "VERDICT_KINDS", "Verdict"]
+           "VANISHING", "DEAD_UNITS", "REPLICA_IMBALANCE", "NO_PROGRESS", "VERDICT_KINDS",
+           "Verdict"]
 
 
 class VerdictKind(ValueEnum):
@@ -39,6 +43,7 @@ class VerdictKind(ValueEnum):
     VANISHING = "VANISHING"
     DEAD_UNITS = "DEAD_UNITS"
     REPLICA_IMBALANCE = "REPLICA_IMBALANCE"
+    NO_PROGRESS = "NO_PROGRESS"
 
 
 # Module-level names, as the members: ``guard.STALLED is VerdictKind.STALLED``.
@@ -50,6 +55,7 @@ OSCILLATING = VerdictKind.OSCILLATING
 VANISHING = VerdictKind.VANISHING
 DEAD_UNITS = VerdictKind.DEAD_UNITS
 REPLICA_IMBALANCE = VerdictKind.REPLICA_IMBALANCE
+NO_PROGRESS = VerdictKind.NO_PROGRESS
 VERDICT_KINDS = tuple(VerdictKind)
 
 

@@ -111,7 +111,8 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
                  writes: bool = True, presharded: bool = False, start: bool = True,
                  start_fields: Mapping[str, Any] | None = None,
                  chunk_hooks: Sequence = (), attempt_base: int = 0,
-                 prior_events: Sequence[Mapping[str, Any]] = ()) -> Session:
+                 prior_events: Sequence[Mapping[str, Any]] = (),
+                 reference=None) -> Session:
     """Places the model, builds the input pipeline, the records, the supervisor and the
     loop, and emits the ``start`` event.
 
@@ -129,6 +130,7 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
         chunk_hooks: called with the loop after every chunk, on every rank.
         attempt_base, prior_events: what earlier runs left in a resumed run directory
             (``guardtrain.records.run_dir.RunDir``).
+        reference: the constant-prediction ``Reference`` from ``gt.check``, for the guard.
         The others: as ``gt.fit``'s arguments.
     """
     from guardtrain.engine.inputs import make_train_data
@@ -139,7 +141,7 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
                            shuffle=shuffle, strategy=strategy, presharded=presharded)
     events = EventLog(run_dir, enabled=writes, prior=prior_events)
     history = HistoryWriter(run_dir, run_id, attempt_base=attempt_base)
-    supervisor = make_supervisor(guard, rescue, events, verbose)
+    supervisor = make_supervisor(guard, rescue, events, verbose, reference=reference)
     loop = TrainLoop(model=model, strategy=strategy, data=data, epochs=epochs,
                      steps_per_loop=steps_per_loop or min(DEFAULT_STEPS_PER_LOOP,
                                                           data.steps_per_epoch),
@@ -161,7 +163,7 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
 
 def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
                    validation_data, callbacks, shuffle, guard, rescue, launch, run_dir,
-                   verbose, resume: bool = False) -> Result:
+                   verbose, resume: bool = False, reference=None) -> Result:
     """The guarded run on this process's strategy (``gt.fit`` with ``workers=0``).
 
     Whatever ends the run — the loop finishing, a verdict, a Keras or callback error,
@@ -179,7 +181,8 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
             batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch,
             steps_per_loop=steps_per_loop, validation_data=validation_data,
             callbacks=callbacks, shuffle=shuffle, guard=guard, rescue=rescue,
-            verbose=verbose, attempt_base=run.attempt_base, prior_events=run.prior_events)
+            verbose=verbose, attempt_base=run.attempt_base, prior_events=run.prior_events,
+            reference=reference)
         model, loop, supervisor = session.model, session.loop, session.supervisor
         # model.fit trains the user's model: the final (or, after an abort, the last
         # healthy) weights go back to the instance the user holds, also on error.
@@ -271,11 +274,12 @@ def stats_every_of(guard) -> int:
     return (guard if isinstance(guard, GuardConfig) else GuardConfig()).measure_every
 
 
-def make_supervisor(guard, rescue, events, verbose=1):
+def make_supervisor(guard, rescue, events, verbose=1, reference=None):
     """The guard/rescue hook; ``Unsupervised`` when the guard is off."""
     from guardtrain.engine.loop import Unsupervised
     from guardtrain.engine.supervisor import GuardSupervisor
 
     if guard is False:
         return Unsupervised()
-    return GuardSupervisor(guard=guard, rescue=rescue, events=events, verbose=verbose)
+    return GuardSupervisor(guard=guard, rescue=rescue, events=events, verbose=verbose,
+                           reference=reference)

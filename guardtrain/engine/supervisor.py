@@ -31,7 +31,9 @@ from guardtrain.core import guard as guard_mod
 from guardtrain.core import rescue as rescue_mod
 from guardtrain.core.attempts import close
 from guardtrain.core.fit_args import as_config
-from guardtrain.core.guard import GuardConfig, GuardState
+from guardtrain.core.guard import Baseline, GuardConfig, GuardState
+from guardtrain.core.guard_rules import relative_to
+from guardtrain.core.verdicts import NO_PROGRESS, Verdict
 from guardtrain.core.rates import round_rate
 from guardtrain.core.rescue import RescueConfig
 from guardtrain.records.attempts_file import write_attempts
@@ -68,6 +70,9 @@ class GuardSupervisor:
         events: the run's ``EventLog``; ``attempts.json`` is written beside it when it
             writes (rank 0).
         verbose: print one block per decision (also logged).
+        reference: the loss of the best constant prediction (``core.reference.Reference``,
+            from ``gt.check``): NO_PROGRESS and CONVERGED are judged against it, and a run
+            that ends at it is not called healthy (``end``). ``None``: unknown.
 
     Example:
 
@@ -77,14 +82,16 @@ class GuardSupervisor:
     ('healthy', 'completed')
     """
 
-    def __init__(self, *, guard=None, rescue=None, events, verbose: int = 1):
+    def __init__(self, *, guard=None, rescue=None, events, verbose: int = 1, reference=None):
         self.guard_config = as_config(guard, GuardConfig, "guard", "GT107", off=False)
         self.rescue_enabled = rescue is not False
         self.rescue_config = as_config(None if rescue is False else rescue, RescueConfig,
                                        "rescue", "GT107", off=False)
         self.events = events
         self.verbose = verbose
-        self.gstate = GuardState()
+        self.reference = reference
+        self.gstate = GuardState(baseline=Baseline(
+            reference=None if reference is None else float(reference.loss)))
         self.rstate = None
         self.verdict = "healthy"
         self.attempts: list[dict] = []
@@ -106,7 +113,9 @@ class GuardSupervisor:
             loop.save_snapshot()
             self.events.add("guard", config=dataclasses.asdict(self.guard_config),
                             rescue=dataclasses.asdict(self.rescue_config)
-                            if self.rescue_enabled else False)
+                            if self.rescue_enabled else False,
+                            reference=None if self.reference is None
+                            else self.reference.record())
         self._record_attempts(self.rstate.attempts)
 
     def after_chunk(self, loop, stats: dict[str, np.ndarray]) -> str:
@@ -149,8 +158,45 @@ class GuardSupervisor:
             # if its loss is clearly falling.
             self.verdict = "rescued" if _falling(self.gstate.window,
                                                  self.guard_config.flat_loss_fraction) else "failed"
+        at_reference = self._ended_at_reference(loop.pos.step)
+        if at_reference is not None:
+            # However the guard judged the windows, a run whose loss ends where a constant
+            # prediction's is learned nothing from its inputs: never "healthy".
+            self.events.add("verdict", **dataclasses.asdict(at_reference))
+            logger.warning("[guard] %s", at_reference.reason)
+            if self.verbose:
+                print(f"[guard] {at_reference.reason}", flush=True)
+            self.verdict = "failed"
+            self.last_label = str(NO_PROGRESS)
+            self.rstate = self.rstate._replace(attempts=close(
+                self.rstate.attempts, step=loop.pos.step, outcome="completed",
+                verdict=at_reference))
         self.rstate = rescue_mod.finish(self.rstate, step=loop.pos.step)
         self._record_attempts(self.rstate.attempts)
+
+    def _ended_at_reference(self, step: int) -> Verdict | None:
+        """A NO_PROGRESS verdict when the run's last losses sit at the reference, else None."""
+        reference = self.gstate.baseline.reference
+        window = self.gstate.window
+        if self.verdict == "failed" or reference is None or not reference > 0 or not window:
+            return None
+        loss = np.asarray(window["loss"], dtype=float)
+        loss = loss[np.isfinite(loss)]
+        if loss.size == 0:
+            return None
+        tail = loss[-max(1, loss.size // 4):]
+        final = float(np.median(tail))
+        floor = (1 - self.guard_config.no_progress_fraction) * reference
+        if final < floor:
+            return None
+        gap = (final - reference) / reference
+        return Verdict(
+            kind=NO_PROGRESS, step=int(step), settled=False,
+            reason=(f"NO_PROGRESS at the end (step {step}): loss {final:.4g} (median of the "
+                    f"last {tail.size} steps) is {relative_to(gap, reference)}, the loss of "
+                    f"a constant prediction: the model learned nothing from its inputs"),
+            evidence={"loss_end": final, "reference_loss": reference,
+                      "reference_gap": gap, "steps": int(tail.size)})
 
     # -- carrying out a decision ------------------------------------------------------------
     def _act(self, loop, decision) -> None:

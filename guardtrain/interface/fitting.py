@@ -139,11 +139,13 @@ def fit(model: keras.Model | Callable[[], keras.Model], x: Any = None, y: Any = 
                           steps_per_epoch=steps_per_epoch, steps_per_loop=steps_per_loop,
                           validation_data=validation_data, callbacks=callbacks,
                           shuffle=shuffle, guard=guard, rescue=rescue, launch=launch,
-                          run_dir=run_dir, resume=resume, verbose=verbose)
+                          run_dir=run_dir, resume=resume, verbose=verbose,
+                          reference=report.reference)
     from guardtrain.engine.session import run_in_process
 
     return run_in_process(model, x, y, batch_size=batch_size, epochs=epochs,
                           steps_per_epoch=steps_per_epoch, steps_per_loop=steps_per_loop,
                           validation_data=validation_data, callbacks=callbacks,
                           shuffle=shuffle, guard=guard, rescue=rescue, launch=launch,
-                          run_dir=run_dir, resume=resume, verbose=verbose)
+                          run_dir=run_dir, resume=resume, verbose=verbose,
+                          reference=report.reference)

@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
                validation_data, callbacks, shuffle, guard, rescue, launch: LaunchConfig,
-               run_dir, verbose, resume: bool = False):
+               run_dir, verbose, resume: bool = False, reference=None):
     """Runs the guarded loop on ``launch.workers`` Ray Train workers (see the module doc).
 
     The driver writes the run's final records, on every way the run ends: the workers'
@@ -80,7 +80,7 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
         "steps_per_loop": steps_per_loop, "callbacks": callbacks, "shuffle": shuffle,
         "guard": guard, "rescue": rescue, "launch": launch, "run_dir": str(path),
         "run_id": run_id, "verbose": verbose, "attempt_base": run.attempt_base,
-        "prior_events": list(run.prior_events),
+        "prior_events": list(run.prior_events), "reference": reference,
     }
     storage = launch.storage_path or str(path / "ray")
     with sigterm_raises():
@@ -288,7 +288,7 @@ def _train_on_worker(config: dict) -> dict | None:
         chunk_hooks=[lambda lp: dog.beat(lp.pos.step),
                      LoopCheckpoint(launch.checkpoint_every_chunks)],
         attempt_base=config.get("attempt_base", 0),
-        prior_events=config.get("prior_events", ()))
+        prior_events=config.get("prior_events", ()), reference=config.get("reference"))
     loop, events, history = session.loop, session.events, session.history
     if state is not None:
         restore_loop(loop, state)

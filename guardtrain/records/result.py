@@ -76,6 +76,9 @@ class Result:
                 lines.append(f"  {name}: " + "  ".join(f"{k} {v:.4g}" for k, v in part.items()))
         for attempt in self.attempts:
             lines.append("  " + _attempt_line(attempt))
+        why = _last(self.attempts, "end_reason") if self.verdict == "failed" else None
+        if why:
+            lines.append(f"  why: {why}")
         lines.append(f"  run dir: {self.run_dir}"
                      + (f"  (run {self.run_id})" if self.run_id else ""))
         return "\n".join(lines)
@@ -83,6 +86,14 @@ class Result:
     def __repr__(self) -> str:
         return (f"Result(verdict={self.verdict!r}, steps={self.history.num_rows}, "
                 f"attempts={len(self.attempts)}, run_dir={str(self.run_dir)!r})")
+
+
+def _last(attempts, field: str):
+    """``field`` of the last attempt (a dict or an ``Attempt``), or None."""
+    if not attempts:
+        return None
+    a = attempts[-1]
+    return a.get(field) if isinstance(a, Mapping) else getattr(a, field, None)
 
 
 def _attempt_line(attempt: Any) -> str:

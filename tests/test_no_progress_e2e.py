@@ -1,0 +1,79 @@
+"""A run that learns nothing from its inputs is never called healthy (real training).
+
+Labels drawn independently of the inputs carry no signal: the best any model can do is
+the constant prediction, whose loss is the entropy of the class frequencies. The same
+model on separable blobs learns, and is left alone.
+"""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import guardtrain as gt
+from tests.helpers import blobs
+
+pytestmark = pytest.mark.tf
+
+N, FEATURES, CLASSES = 1024, 8, 4
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(CLASSES, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
+def _shuffled_labels():
+    x, _ = blobs(N, classes=CLASSES, features=FEATURES)
+    y = np.random.default_rng(1).integers(0, CLASSES, size=N)  # independent of x
+    return x, y
+
+
+def _events(run_dir, kind):
+    with open(run_dir / "events.jsonl") as f:
+        return [e for e in map(json.loads, f) if e.get("event") == kind]
+
+
+def test_the_check_reports_the_entropy_of_the_labels_as_the_reference():
+    x, y = _shuffled_labels()
+    report = gt.check(_model(), x, y)
+    p = np.bincount(y, minlength=CLASSES) / N
+    assert report.reference.loss == pytest.approx(float(-(p * np.log(p)).sum()), rel=1e-9)
+    assert report.reference.how == "constant" and "all 1,024 labels" in report.reference.detail
+    assert "reference loss" in str(report)
+
+
+def test_a_short_run_that_ends_at_the_reference_is_failed_not_healthy(tmp_path):
+    x, y = _shuffled_labels()
+    result = gt.fit(_model(), x, y, epochs=2, verbose=0, run_dir=tmp_path)
+    assert result.verdict == "failed"
+    (verdict,) = _events(tmp_path, "verdict")
+    assert verdict["kind"] == "NO_PROGRESS" and verdict["evidence"]["reference_loss"] > 1.3
+    assert result.attempts[-1]["end_verdict"] == "NO_PROGRESS"
+    assert "why: NO_PROGRESS at the end" in result.summary()
+    (guard,) = _events(tmp_path, "guard")
+    assert guard["reference"]["how"] == "constant"
+
+
+def test_the_same_model_on_separable_data_is_healthy(tmp_path):
+    x, y = blobs(N, classes=CLASSES, features=FEATURES)
+    result = gt.fit(_model(), x, y, epochs=2, verbose=0, run_dir=tmp_path)
+    assert result.verdict == "healthy"
+    assert not _events(tmp_path, "verdict")
+    assert result.history.column("loss").to_pylist()[-1] < 0.75 * math.log(CLASSES)
+
+
+def test_unlearnable_labels_are_judged_no_progress_and_end_failed_never_rescued(tmp_path):
+    x, y = _shuffled_labels()
+    guard = gt.GuardConfig(warmup_steps=10, window_steps=20)
+    result = gt.fit(_model(), x, y, epochs=4, verbose=0, run_dir=tmp_path, guard=guard)
+    judged = [e for e in _events(tmp_path, "verdict") if e["settled"]]
+    assert judged and all(e["kind"] == "NO_PROGRESS" for e in judged)
+    # Something was tried (a rate probe, another optimizer), and nothing helped.
+    assert _events(tmp_path, "probe")
+    assert result.verdict == "failed"
