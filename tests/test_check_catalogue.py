@@ -154,6 +154,11 @@ CASES = [
     ("softmax-with-from-logits", "GT212",
      lambda t: (classifier(loss=__import__("keras").losses.SparseCategoricalCrossentropy(
          from_logits=True)), X, Y3, {})),
+    ("relu-output-cross-entropy", "GT217",
+     lambda t: (classifier(activation="relu"), X, Y3, {})),
+    ("relu-output-binary-cross-entropy", "GT217",
+     lambda t: (classifier(units=1, activation="relu", loss="binary_crossentropy"), X,
+                np.arange(N) % 2, {})),
     ("continuous-ids-sparse-loss", "GT214", lambda t: (classifier(), X, RNG.random(N) * 2, {})),
     ("single-class", "GT215", lambda t: (classifier(), X, np.ones(N, int), {})),
     ("regression-labels-broadcast", "GT216",

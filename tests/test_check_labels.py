@@ -117,6 +117,33 @@ def test_linear_output_with_probability_loss_warns():
 
 
 @pytest.mark.pure
+@pytest.mark.parametrize("act", ["relu", "tanh", "elu", "exponential", "log_softmax"])
+@pytest.mark.parametrize("kind", [SPARSE, BINARY])
+def test_an_output_that_is_not_a_probability_with_a_probability_loss_is_refused(act, kind):
+    [p] = check_output(_out(10 if kind == SPARSE else 1, kind, act))
+    right = "softmax" if kind == SPARSE else "sigmoid"
+    assert p.code == "GT217" and p.severity == "error" and act in p.found
+    assert f"activation='{right}'" in p.fix and "from_logits=True" in p.fix
+
+
+@pytest.mark.pure
+def test_an_activation_before_logits_warns_except_log_softmax():
+    logits = LossSpec("sparse_categorical", "SparseCategoricalCrossentropy", from_logits=True)
+    [p] = check_output(_out(10, logits, "relu"))
+    assert p.code == "GT218" and p.severity == "warning" and "Dense(10)" in p.fix
+    assert check_output(_out(10, logits, "log_softmax")) == []
+    assert check_output(_out(10, logits, None)) == []  # unknown activation: nothing said
+
+
+@pytest.mark.pure
+def test_sigmoid_units_with_a_softmax_loss_warn():
+    [p] = check_output(_out(10, SPARSE, "sigmoid"))
+    assert p.code == "GT219" and p.severity == "warning" and "softmax" in p.fix
+    assert check_output(_out(1, BINARY, "sigmoid")) == []
+    assert check_output(_out(10, BINARY, "sigmoid")) == []  # multi-label: right
+
+
+@pytest.mark.pure
 def test_continuous_targets_with_classification_loss():
     y = np.random.default_rng(0).random(200)
     [p] = check_labels(_out(1, BINARY, "sigmoid"), _y(y))

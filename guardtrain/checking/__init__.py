@@ -27,6 +27,9 @@ Codes (stable; one per kind of problem). E = error, blocks training; W = warning
   GT214 W  classification loss on continuous targets (sparse loss: E)
   GT215 E  one class only (on a sample of the labels: W)
   GT216 E  label shape does not fit the output (the loss would broadcast)
+  GT217 E  an output that is not a probability (relu, tanh, ...) with from_logits=False
+  GT218 W  an activation other than softmax/sigmoid before from_logits=True
+  GT219 W  sigmoid outputs with a softmax cross-entropy (sparse or categorical)
  dtypes.py
   GT220 E  strings, objects or datetimes in features
   GT221 W  booleans in features (cast to 0/1)

@@ -1,7 +1,16 @@
 """Labels against the loss and the output layer.
 
-``check_output`` reads the output layer and the loss alone (a 1-unit softmax; softmax
-with ``from_logits=True``; a linear output with a loss that expects probabilities).
+``check_output`` reads the output layer and the loss alone, every output activation
+against every cross-entropy, with and without ``from_logits``:
+
+```
+output activation     probabilities expected (from_logits=False)   from_logits=True
+softmax               right (1 unit: GT211)                        GT212 E
+sigmoid               right for binary; softmax losses: GT219 W    GT212 E
+linear / none         GT213 W (logits read as probabilities)       right
+relu, tanh, elu, ...  GT217 E (not probabilities: log of 0, NaN)   GT218 W (logits cut)
+```
+
 ``check_labels`` reads the label sample against them: sparse ids in ``[0, K)``, one-hot
 width ``K``, binary labels in ``[0, 1]``, one class only, label shapes that would
 broadcast. ``K`` is the output width, ``model.outputs[i].shape[-1]``.
@@ -28,8 +37,14 @@ def _where(output: OutputSpec) -> str:
     return f"model output {output.name!r}"
 
 
+# Activations whose outputs are probabilities (softmax: a distribution; sigmoid: each unit).
+_PROBABILITY = ("softmax", "sigmoid", "hard_sigmoid")
+# No activation: the layer's output is raw logits.
+_LINEAR = ("linear", None)
+
+
 def check_output(output: OutputSpec) -> list[Problem]:
-    """The output activation against the loss (GT211, GT212, GT213)."""
+    """The output activation against the loss (GT211-GT213, GT217-GT219)."""
     loss, act, k = output.loss, output.activation, output.width
     if loss is None or loss.kind not in CLASSIFICATION:
         return []
@@ -46,6 +61,29 @@ def check_output(output: OutputSpec) -> list[Problem]:
                         f"a {act} output: probabilities read as logits, gradients shrink",
                         f"drop the activation (Dense({k})), or keep it and use "
                         "from_logits=False")]
+    right = "softmax" if loss.kind != BINARY else "sigmoid"
+    if act is not None and act not in _PROBABILITY + _LINEAR and not loss.from_logits:
+        return [Problem(codes.NOT_PROBABILITY, where,
+                        f"probabilities ({right}) for {loss.name}(from_logits=False)",
+                        f"a {act} output: not probabilities (units at 0 give log(0), "
+                        "outputs above 1 are clipped, and neither passes a gradient)",
+                        f"use activation='{right}' on the last layer, or no activation "
+                        f"with keras.losses.{_class_name(loss.kind)}(from_logits=True)")]
+    # log_softmax gives log-probabilities: as logits they are the same distribution.
+    if act not in _PROBABILITY + _LINEAR + ("log_softmax",) and loss.from_logits:
+        return [Problem(codes.ACTIVATED_LOGITS, where,
+                        f"raw logits (no activation) for {loss.name}(from_logits=True)",
+                        f"a {act} output: logits it cannot produce are cut off, and a unit "
+                        "pushed there gets no gradient", f"drop the activation (Dense({k}))",
+                        severity="warning")]
+    if act == "sigmoid" and loss.kind in (SPARSE, CATEGORICAL) and k and k > 1:
+        return [Problem(codes.SIGMOID_MULTICLASS, where,
+                        f"softmax probabilities for {loss.name}, one class per sample",
+                        f"sigmoid over {k} units: they do not sum to 1, and the loss "
+                        "renormalises them (a multi-label output with a multi-class loss)",
+                        "use activation='softmax', or binary_crossentropy with multi-hot "
+                        "labels if a sample can have several classes",
+                        severity="warning")]
     if not loss.from_logits and act == "linear":
         return [Problem(codes.LINEAR_PROBABILITY, where,
                         f"probabilities ({'sigmoid' if loss.kind == BINARY else 'softmax'}) "

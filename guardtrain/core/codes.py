@@ -151,6 +151,14 @@ CODES: tuple[Code, ...] = (
                                           "warning)"),
     _problem("GT216", "LABEL_SHAPE", _E, "label shape does not fit the output (the loss "
                                          "would broadcast)"),
+    _problem("GT217", "NOT_PROBABILITY", _E, "an output activation that is not a "
+                                             "probability (relu, tanh, ...) with a loss "
+                                             "that expects probabilities"),
+    _problem("GT218", "ACTIVATED_LOGITS", _W, "an activation other than softmax/sigmoid "
+                                              "before from_logits=True (relu cuts "
+                                              "negative logits)"),
+    _problem("GT219", "SIGMOID_MULTICLASS", _W, "sigmoid outputs with a softmax "
+                                                "cross-entropy (they do not sum to 1)"),
     _problem("GT220", "FEATURE_TEXT", _E, "strings, objects or datetimes in features"),
     _problem("GT221", "FEATURE_BOOL", _W, "booleans in features"),
     _problem("GT222", "FEATURE_INT", _W, "integer features into a float input"),
