@@ -54,6 +54,7 @@ Codes (stable; one per kind of problem). E = error, blocks training; W = warning
   GT253 E  model is not a keras.Model, or the function building it failed
   GT254 E  compiled without a loss
   GT255 E  the model overrides train_step (guardtrain would bypass it)
+  GT256 E  jit_compile=True with several replicas on logical CPU devices
  dispatch.py, parquet_schema.py
   GT260 E  a tf.data.Dataset object for Ray workers (send a dataset function)
   GT261 -  retired: the cluster's resources are checked at launch (LaunchError GT420-GT422)

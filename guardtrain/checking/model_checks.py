@@ -6,7 +6,8 @@ from guardtrain.checking import codes
 from guardtrain.checking.specs import ModelSpec
 from guardtrain.core.errors import Problem
 
-__all__ = ["check_compiled", "check_trainable", "check_lr_schedule", "check_train_step"]
+__all__ = ["check_compiled", "check_trainable", "check_lr_schedule", "check_train_step",
+           "check_jit"]
 
 
 def check_compiled(spec: ModelSpec) -> list[Problem]:
@@ -62,3 +63,18 @@ def check_train_step(spec: ModelSpec) -> list[Problem]:
                     "call it",
                     "train this model with model.fit, or move what train_step adds into "
                     "the loss (compute_loss, add_loss) or the layers")]
+
+
+def check_jit(spec: ModelSpec, cpu_replicas: int | None) -> list[Problem]:
+    """XLA over several logical CPU devices (GT256): TensorFlow cannot compile a step whose
+    replica variables sit on another CPU device; ``model.fit`` fails the same way, with an
+    ``InvalidArgumentError`` after the first trace."""
+    if not spec.jit_compile or not cpu_replicas or cpu_replicas < 2:
+        return []
+    return [Problem(codes.XLA_CPU_REPLICAS, "model",
+                    "jit_compile=False, or one replica per device XLA can place",
+                    f"compile(jit_compile=True) with {cpu_replicas} replicas on logical CPU "
+                    "devices: XLA cannot place a replica's step on a CPU device that holds "
+                    "another replica's variables",
+                    "compile with jit_compile=False for cpu_replicas, or run one replica "
+                    "per GPU (or LaunchConfig(cpu_replicas=None))")]

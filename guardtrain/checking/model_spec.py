@@ -81,6 +81,7 @@ def describe(model) -> ModelSpec:
         n_trainable=len(model.trainable_weights) if model.trainable else 0,
         lr_schedule=_schedule(model.optimizer) if compiled else None,
         own_train_step=_own_train_step(model),
+        jit_compile=bool(getattr(model, "jit_compile", False)) if compiled else False,
     )
 
 

@@ -100,6 +100,7 @@ def check(model, x=None, y=None, *, batch_size=32, steps_per_epoch=NOT_GIVEN,
         problems += found
     if spec is not None:
         problems += _model_problems(spec, notes)
+        problems += model_checks.check_jit(spec, None if launch.workers else launch.cpu_replicas)
     if inputs is not None:
         problems += _data_problems(spec, inputs, notes)
         problems += _batch_problems(inputs, batch_size, replicas)

@@ -97,6 +97,7 @@ class ModelSpec:
     n_trainable: int = 1
     lr_schedule: str | None = None       # class name of a LearningRateSchedule
     own_train_step: str | None = None    # class name of a model that overrides train_step
+    jit_compile: bool = False            # the step is compiled with XLA (model.jit_compile)
 
 
 @dataclasses.dataclass

@@ -184,6 +184,9 @@ CODES: tuple[Code, ...] = (
     _problem("GT254", "NO_LOSS", _E, "compiled without a loss"),
     _problem("GT255", "OWN_TRAIN_STEP", _E, "the model overrides train_step, which "
                                             "guardtrain's own step would bypass"),
+    _problem("GT256", "XLA_CPU_REPLICAS", _E, "jit_compile=True with several replicas on "
+                                              "logical CPU devices (XLA cannot place the "
+                                              "step)"),
     _problem("GT260", "DATASET_OBJECT", _E, "a tf.data.Dataset object cannot be sent to "
                                             "Ray workers"),
     Code("GT261", _INPUT, "retired: the cluster's resources are checked at launch "

@@ -106,6 +106,8 @@ class StepRunner:
         self._num_workers = max(1, int(getattr(strategy.extended, "_num_workers", 1) or 1))
         self._multi_worker = self._num_workers > 1
         self._chunk_fn = None
+        # Keras resolves "auto" here: XLA on an accelerator when every layer supports it.
+        self.jit_compile = bool(getattr(model, "jit_compile", False))
         self.rebuild()
 
     # -- the step -----------------------------------------------------------------------
@@ -153,6 +155,15 @@ class StepRunner:
         v = self.layout.num_vars
         every = self.stats_every
 
+        # model.fit compiles its per-replica step with XLA when the model asks
+        # (compile(jit_compile=True), or "auto" on an accelerator): so does this step,
+        # statistics included. The loop around it stays a plain tf.function, as Keras's.
+        measured = functools.partial(self._replica_step, measure=True)
+        plain = functools.partial(self._replica_step, measure=False)
+        if self.jit_compile:
+            measured = tf.function(measured, jit_compile=True)
+            plain = tf.function(plain, jit_compile=True)
+
         def chunk(iterator, n_steps, save_first):
             self.trace_count += 1  # Python side effect: runs once per trace
             if self.snapshot is not None and save_first:
@@ -175,8 +186,7 @@ class StepRunner:
             def step(i, loss_ta, lr_ta, measure):
                 if not held:
                     lr_ta = lr_ta.write(i, rate())   # the rate this step will use
-                out = strategy.run(functools.partial(self._replica_step, measure=measure),
-                                   args=(next(iterator),))
+                out = strategy.run(measured if measure else plain, args=(next(iterator),))
                 # Local results only: no communication on the per-step path.
                 local = [strategy.experimental_local_results(t) for t in out]
                 loss_ta = loss_ta.write(i, tf.stack(local[0]))
