@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh dev
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-exec .venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
+# --durations: the slowest tests in every run's output, so a slow CI machine shows where
+# its time went.
+exec .venv/bin/python -m pytest tests -q -p no:cacheprovider --durations=25 "$@"
