@@ -77,3 +77,24 @@ def test_unlearnable_labels_are_judged_no_progress_and_end_failed_never_rescued(
     # Something was tried (a rate probe, another optimizer), and nothing helped.
     assert _events(tmp_path, "probe")
     assert result.verdict == "failed"
+
+
+def test_a_validation_loss_below_the_reference_vouches_for_a_run_whose_training_loss_is_at_it(
+        tmp_path):
+    """Heavy dropout or regularisation can hold the training loss at the reference while
+    the model learns: the end-of-run judgement then reads the validation loss too."""
+    from guardtrain.core.guard import Baseline, GuardState
+    from guardtrain.core.reference import Reference
+    from guardtrain.engine.supervisor import GuardSupervisor
+    from guardtrain.records.events import EventLog
+
+    ref = Reference(loss=math.log(4), how="constant", detail="test", rows=100)
+    sup = GuardSupervisor(events=EventLog(tmp_path, enabled=False), reference=ref, verbose=0)
+    sup.gstate = GuardState(window={"loss": np.full(40, 0.995 * ref.loss)},
+                            baseline=Baseline(reference=ref.loss))
+    assert sup._ended_at_reference(100, {}).kind == "NO_PROGRESS"
+    assert sup._ended_at_reference(100, {"val_loss": 0.999 * ref.loss}).kind == "NO_PROGRESS"
+    assert sup._ended_at_reference(100, {"val_loss": 0.7 * ref.loss}) is None
+    sup.gstate = GuardState(window={"loss": np.full(40, 0.9 * ref.loss)},
+                            baseline=Baseline(reference=ref.loss))
+    assert sup._ended_at_reference(100, {}) is None

@@ -158,7 +158,7 @@ class GuardSupervisor:
             # if its loss is clearly falling.
             self.verdict = "rescued" if _falling(self.gstate.window,
                                                  self.guard_config.flat_loss_fraction) else "failed"
-        at_reference = self._ended_at_reference(loop.pos.step)
+        at_reference = self._ended_at_reference(loop.pos.step, getattr(loop, "logs", {}))
         if at_reference is not None:
             # However the guard judged the windows, a run whose loss ends where a constant
             # prediction's is learned nothing from its inputs: never "healthy".
@@ -174,8 +174,11 @@ class GuardSupervisor:
         self.rstate = rescue_mod.finish(self.rstate, step=loop.pos.step)
         self._record_attempts(self.rstate.attempts)
 
-    def _ended_at_reference(self, step: int) -> Verdict | None:
-        """A NO_PROGRESS verdict when the run's last losses sit at the reference, else None."""
+    def _ended_at_reference(self, step: int, logs) -> Verdict | None:
+        """A NO_PROGRESS verdict when the run's last losses sit at the reference, else None.
+
+        A validation loss clearly below the reference vouches for the model: heavy
+        dropout or regularisation can hold a training loss up while it learns."""
         reference = self.gstate.baseline.reference
         window = self.gstate.window
         if self.verdict == "failed" or reference is None or not reference > 0 or not window:
@@ -187,7 +190,8 @@ class GuardSupervisor:
         tail = loss[-max(1, loss.size // 4):]
         final = float(np.median(tail))
         floor = (1 - self.guard_config.no_progress_fraction) * reference
-        if final < floor:
+        val = (logs or {}).get("val_loss")
+        if final < floor or (val is not None and np.isfinite(val) and val < floor):
             return None
         gap = (final - reference) / reference
         return Verdict(
