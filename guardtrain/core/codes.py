@@ -217,6 +217,8 @@ CODES: tuple[Code, ...] = (
     Code("GT308", _UNHEALTHY, "gradients exactly 0 at the starting weights"),
     Code("GT309", _UNHEALTHY, "NO_PROGRESS: the loss stays at the constant-prediction "
                               "loss"),
+    Code("GT310", _UNHEALTHY, "non-finite loss at an attempt's first step from the forward "
+                              "pass: a layer overflows on finite inputs"),
     # -- LaunchError: devices, Ray, workers, hangs ---------------------------------------
     Code("GT400", _LAUNCH, "the run could not be placed or kept running (the family's "
                            "default)"),

@@ -393,9 +393,12 @@ def nonfinite(w: Mapping[str, np.ndarray], config: GuardConfig, base: Baseline, 
     ev = {"nonfinite_steps": count, "first_nonfinite_step": at, "steps": len(steps),
           "nonfinite": what.split(" ")[0]}
     text = f"{what} at step {at} ({count} non-finite of {len(steps)} steps)"
-    # The loss of an attempt's first step is computed at the restored weights before any
-    # update: no learning rate made it non-finite, the inputs or the model did.
-    if at == base.start_step and not math.isfinite(loss[i]):
+    # The loss and the gradient of an attempt's first step are computed at the restored
+    # weights before any update: no learning rate made them non-finite, the inputs or the
+    # model did (its update, which the rate scales, may be non-finite for other reasons).
+    measured = bool(np.asarray(w.get("measured", np.ones(len(steps), bool)), bool)[i])
+    if at == base.start_step and (not math.isfinite(loss[i])
+                                  or (measured and not math.isfinite(grad))):
         ev["cause"] = "input"
         text += ", the attempt's first step, before any update"
     return Verdict(kind=DIVERGED, step=last, first_step=int(steps[0]), evidence=ev,

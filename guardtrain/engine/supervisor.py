@@ -29,18 +29,23 @@ import numpy as np
 
 from guardtrain.core import guard as guard_mod
 from guardtrain.core import rescue as rescue_mod
-from guardtrain.core.attempts import close
+from guardtrain.core.attempts import CODE_INPUT, close
+from guardtrain.core.errors import UnhealthyTrainingError
 from guardtrain.core.fit_args import as_config
 from guardtrain.core.guard import Baseline, GuardConfig, GuardState
 from guardtrain.core.guard_rules import relative_to
 from guardtrain.core.verdicts import NO_PROGRESS, Verdict
 from guardtrain.core.rates import round_rate
 from guardtrain.core.rescue import RescueConfig
+from guardtrain.engine.forward_probe import probe_forward
 from guardtrain.records.attempts_file import write_attempts
 
 __all__ = ["GuardSupervisor", "make_optimizer"]
 
 logger = logging.getLogger(__name__)
+
+# The forward pass overflows on finite inputs (a layer named by the forward probe).
+CODE_FORWARD = "GT310"
 
 # Options of the user's optimizer that a switch keeps: they are about the problem
 # (clipping against exploding gradients), not about the optimizer.
@@ -134,7 +139,8 @@ class GuardSupervisor:
                 self.verdict = "failed"
                 self._record_attempts(close(self.rstate.attempts, step=verdict.step,
                                             outcome="aborted", verdict=verdict))
-                raise rescue_mod.unhealthy_error(verdict, attempts=self.rstate.attempts)
+                raise self._diagnosed(
+                    rescue_mod.unhealthy_error(verdict, attempts=self.rstate.attempts), loop)
         # The rate and the snapshot step come from the engine, where they live: a
         # callback (ReduceLROnPlateau, a scheduler) may have moved the rate since the
         # rescue last set it, and the engine's snapshot holds the weights of its step.
@@ -216,7 +222,7 @@ class GuardSupervisor:
             loop.rewind()  # the user gets the last healthy weights, not the broken ones
             self.verdict = "failed"
             self._record_attempts(rescue_mod.apply(decision, self.rstate).attempts)
-            raise rescue_mod.error_for(decision, self.rstate)
+            raise self._diagnosed(rescue_mod.error_for(decision, self.rstate), loop)
         # ADJUST: back to the snapshot, then the new rate or the new optimizer.
         fresh = decision.fresh_optimizer_state or _has_schedule(loop.model.optimizer)
         if fresh and self._probed == decision.optimizer_to:
@@ -265,6 +271,44 @@ class GuardSupervisor:
             {"learning_rate": r.learning_rate, "loss_start": r.loss_start,
              "loss_end": r.loss_end, "finite": r.all_finite} for r in results])
         return results
+
+    def _diagnosed(self, error, loop):
+        """A non-finite loss at an attempt's first step (GT307) comes from the data or from
+        the forward pass: one batch through the model, layer by layer, says which."""
+        if getattr(error, "code", None) != CODE_INPUT:
+            return error
+        try:
+            local = loop.strategy.experimental_local_results(next(loop.data.iterator))[0]
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(local)
+            found = probe_forward(loop.model, x)
+        except Exception as err:  # the diagnosis must never hide the error it explains
+            logger.debug("forward probe failed: %s", err)
+            found = None
+        if found is None:
+            return error
+        details = {**error.details, "forward_probe": found}
+        if found["where"] == "layer":
+            act = found["activation"]
+            what = f"layer {found['layer']!r} ({found['layer_class']}" + (
+                f", activation {act})" if act else ")")
+            size = ("non-finite values" if found["nonfinite_values"]
+                    else f"values up to {found['max_abs']:.3g}")
+            return UnhealthyTrainingError(
+                f"{error.message}; the forward pass overflows on finite inputs: {what} "
+                f"gives {size} on a batch whose inputs are all finite",
+                code=CODE_FORWARD, details=details,
+                fix=(f"{what.split(' (')[0]}: use a bounded or ReLU-family activation "
+                     f"(relu, tanh) instead of {act}" if act not in (None, "linear", "relu")
+                     else "scale the inputs ((x - mean) / std, or a keras.layers."
+                          "Normalization adapted on them) and check the initialisers")
+                     + "; a lower learning rate cannot help: no update ran yet")
+        where = ("the next batch's inputs hold "
+                 f"{found['nonfinite_values']} NaN/inf values: the data is not finite"
+                 if found["where"] == "inputs" else
+                 "the next batch ran finite through every layer: look for NaN/inf rows "
+                 "the check's sample did not read, and labels the loss cannot take")
+        return UnhealthyTrainingError(f"{error.message}; {where}", code=error.code,
+                                      fix=error.fix, details=details)
 
     def _say(self, decision) -> None:
         block = rescue_mod.format_decision(decision)
