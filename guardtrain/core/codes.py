@@ -96,11 +96,20 @@ CODES: tuple[Code, ...] = (
     Code("GT107", _CONFIG, "fit(guard=/rescue=): not a config, a dict of its fields, True, "
                            "None or False"),
     Code("GT108", _CONFIG, "a fit argument (batch_size, epochs, steps_per_epoch, "
-                           "steps_per_loop, shuffle) of the wrong type or out of range"),
+                           "steps_per_loop, shuffle, validation_split, validation_*, "
+                           "initial_epoch, class_weight) of the wrong type or out of range"),
     Code("GT109", _CONFIG, "fit(launch=...): not a LaunchConfig, a dict of its fields or None"),
     Code("GT110", _CONFIG, "a GuardConfig field is invalid"),
     Code("GT111", _CONFIG, "the guard was given a chunk without steps or with missing or "
                            "ragged columns"),
+    Code("GT112", _CONFIG, "fit() was given a keyword it does not know (a misspelling, or "
+                           "not a model.fit argument), or an argument twice"),
+    Code("GT113", _CONFIG, "a model.fit argument guardtrain does not support yet (or not "
+                           "with these inputs): training without it would differ from "
+                           "model.fit"),
+    Code("GT114", _CONFIG, "fit arguments model.fit refuses too: class_weight with "
+                           "sample_weight, validation_split on a dataset or too few rows, "
+                           "sample_weight that does not match the rows or the outputs"),
     Code("GT120", _CONFIG, "a RescueConfig field is invalid"),
     Code("GT121", _CONFIG, "the rescue policy was called out of order (decide, after_probe, "
                            "apply, raise)"),

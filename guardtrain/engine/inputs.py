@@ -12,6 +12,11 @@ rewind the data — the next attempt simply goes on with fresh batches.
 On Ray workers the same path is used with ``presharded=True``: each worker first takes
 its own rows (``shard_inputs``), and the driver fixes ``steps_per_epoch`` from the whole
 data, so every rank runs the same number of steps (docs/architecture.md, "The data path").
+
+Array inputs also take ``model.fit``'s row-wise arguments, with its meaning:
+``split_validation`` (``validation_split``: the last rows, before any shuffling),
+``sample_weights`` (``sample_weight``, and ``class_weight`` turned into it as Keras does);
+the weights then travel with their rows as the third element of every batch.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import tensorflow as tf
 
 from guardtrain.core.errors import ConfigError, InputSpecError, Problem
 
-__all__ = ["TrainData", "make_train_data", "num_samples", "shard_inputs"]
+__all__ = ["TrainData", "make_train_data", "num_samples", "shard_inputs", "shard_rows",
+           "split_validation", "sample_weights"]
 
 
 @dataclasses.dataclass
@@ -57,6 +63,28 @@ def num_samples(x) -> int | None:
     return int(len(first))
 
 
+def _take(value, rows):
+    """``value``'s rows ``rows`` (a slice or indices): arrays, dicts of them, a pandas
+    object by position, a list of rows; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: _take(v, rows) for k, v in value.items()}
+    if hasattr(value, "iloc"):
+        return value.iloc[rows]
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+    return value[rows]
+
+
+def shard_rows(value, index: int, count: int):
+    """Rows of shard ``index`` of ``count`` of arrays (or a dict of them): contiguous, as
+    ``np.array_split`` cuts them, so x, y and the sample weights stay row-aligned."""
+    if value is None:
+        return None
+    return _take(value, np.array_split(np.arange(num_samples(value)), count)[index])
+
+
 def shard_inputs(x, y, index: int, count: int):
     """Shard ``index`` of ``count`` of ``(x, y)``: a Parquet source reads its own files
     (every ``count``-th), arrays give contiguous rows (``np.array_split``); a dataset
@@ -66,15 +94,140 @@ def shard_inputs(x, y, index: int, count: int):
     if callable(x) and not isinstance(x, tf.data.Dataset):
         return x, y
     rows = np.array_split(np.arange(num_samples(x)), count)[index]
-    x = {k: v[rows] for k, v in x.items()} if isinstance(x, dict) else x[rows]
-    return x, None if y is None else y[rows]
+    return _take(x, rows), _take(y, rows)
 
 
-def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuffle: bool,
-                    strategy, seed: int | None = None, presharded: bool = False) -> TrainData:
+def _refuse(where: str, expected: str, found: str, fix: str) -> ConfigError:
+    # model.fit raises a bare ValueError for each of these (GT114: it refuses them too).
+    return ConfigError(f"{where}: expected {expected}, found {found}", code="GT114", fix=fix)
+
+
+def split_validation(x, y, sample_weight, fraction: float):
+    """``model.fit(validation_split=fraction)`` on arrays: the last ``fraction`` of the
+    rows, taken before any shuffling, become the validation data (Keras's
+    ``train_validation_split``: the split point is ``floor(n * (1 - fraction))``).
+
+    Returns:
+        ``((x, y, sample_weight), validation_data)``: the training rows, and
+        ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight_val)`` with weights.
+
+    Raises:
+        ConfigError: GT114 when one side would be empty, as model.fit refuses it.
+    """
+    n = num_samples(x)
+    split_at = int(math.floor(n * (1.0 - fraction)))
+    if split_at == 0 or split_at == n:
+        raise _refuse("fit(validation_split=...)", "a split that leaves rows on both sides",
+                      f"{n} rows: {fraction!r} of them is {n - split_at}",
+                      "give more rows or another validation_split")
+    head, tail = slice(0, split_at), slice(split_at, n)
+    train = (_take(x, head), _take(y, head), _take(sample_weight, head))
+    val = (_take(x, tail), _take(y, tail))
+    return train, val if sample_weight is None else (*val, _take(sample_weight, tail))
+
+
+def _nested(y) -> bool:
+    # Several outputs: a dict by name, or a list/tuple of per-output arrays (a list of
+    # plain numbers is one output's labels).
+    return isinstance(y, dict) or (isinstance(y, (list, tuple)) and len(y) > 0
+                                   and hasattr(y[0], "shape") and np.ndim(y[0]) > 0)
+
+
+def _class_weights(y, class_weight) -> np.ndarray:
+    """Keras's ``class_weight_to_sample_weights``, vectorised: one-hot labels by argmax,
+    ``(n, 1)`` squeezed, rounded to class ids; a class without a key weighs 1.0."""
+    import keras
+
+    ids = np.asarray(y)
+    if ids.ndim > 1:
+        ids = np.argmax(ids, axis=-1) if ids.shape[-1] != 1 else np.squeeze(ids, axis=-1)
+    ids = np.round(ids).astype("int32")
+    classes, where = np.unique(ids, return_inverse=True)
+    table = np.array([class_weight.get(int(c), 1.0) for c in classes],
+                     dtype=keras.backend.floatx())
+    return table[where.reshape(-1)]
+
+
+def sample_weights(x, y, sample_weight=None, class_weight=None):
+    """The per-row weights the loss gets, as ``model.fit`` makes them from its arguments,
+    or ``None``.
+
+    ``class_weight`` becomes one weight per row (single-output models only); a single
+    ``sample_weight`` array for several outputs is given to each, as Keras does. Float
+    weights are cast to Keras's ``floatx`` (Keras casts every float input).
+
+    Raises:
+        ConfigError: GT114 for what model.fit refuses: class weights for several
+            outputs, weights of another row count, per-output weights whose structure
+            is not ``y``'s.
+    """
+    import keras
+
+    if class_weight is not None:
+        if _nested(y):
+            raise _refuse("fit(class_weight=...)", "a model with a single output",
+                          f"y with {len(y)} outputs",
+                          "pass sample_weight={output: weights, ...} instead")
+        sample_weight = _class_weights(y, class_weight)
+    if sample_weight is None:
+        return None
+    if _nested(y):
+        if isinstance(sample_weight, (dict, list, tuple)):
+            same = (sorted(sample_weight) == sorted(y) if isinstance(y, dict)
+                    else isinstance(sample_weight, (list, tuple))
+                    and len(sample_weight) == len(y))
+            if not same:
+                raise _refuse("fit(sample_weight=...)", "one weight array per output of y",
+                              f"{_describe(sample_weight)} for y of {_describe(y)}",
+                              "give sample_weight the structure of y, or one array of "
+                              "shape (n,) for all outputs")
+        else:
+            sample_weight = np.asarray(sample_weight)
+            if not (sample_weight.ndim == 1 or (sample_weight.ndim == 2
+                                                and sample_weight.shape[1] == 1)):
+                raise _refuse("fit(sample_weight=...)", "one weight per sample, shape (n,), "
+                              "for a model with several outputs",
+                              f"shape {sample_weight.shape}",
+                              "pass one array per output instead")
+            sample_weight = ({k: sample_weight for k in y} if isinstance(y, dict)
+                             else type(y)(sample_weight for _ in y))
+    floatx = keras.backend.floatx()
+
+    def prepared(w):
+        w = np.asarray(w)
+        if not (np.issubdtype(w.dtype, np.number) or w.dtype == np.bool_):
+            raise _refuse("fit(sample_weight=...)", "numbers", f"dtype {w.dtype}",
+                          "pass float weights, one per row")
+        return w.astype(floatx) if np.issubdtype(w.dtype, np.floating) else w
+
+    sample_weight = (tf.nest.map_structure(prepared, sample_weight)
+                     if isinstance(sample_weight, (dict, list, tuple)) else prepared(sample_weight))
+    n = num_samples(x)
+    for w in tf.nest.flatten(sample_weight):
+        if np.ndim(w) == 0 or len(w) != n:
+            raise _refuse("fit(sample_weight=...)", f"one weight per row of x ({n} rows)",
+                          f"shape {np.shape(w)}", "give sample_weight the rows of x, in "
+                                                  "the same order")
+    return sample_weight
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return "keys " + ", ".join(repr(k) for k in sorted(value))
+    return f"{len(value)} arrays"
+
+
+def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuffle,
+                    strategy, seed: int | None = None, presharded: bool = False,
+                    sample_weight=None) -> TrainData:
     """Builds the training iterator on ``strategy``.
 
     Args:
+        shuffle: ``True`` (a fresh order of all rows each epoch), ``False``, or
+            ``"batch"`` (the batches in order, the rows within each shuffled), as
+            ``model.fit``; for array inputs only.
+        sample_weight: per-row weights for array inputs (``sample_weights``), carried
+            as the third element of every batch, cut and sharded with their rows.
         presharded: the arrays are already this worker's shard (``shard_inputs``, on Ray
             workers): each replica takes its own batches of them in order
             (``batch_size / replicas`` rows), and ``tf.data`` neither shards nor re-batches
@@ -107,6 +260,8 @@ def make_train_data(x, y, *, batch_size: int, steps_per_epoch: int | None, shuff
     # NumPy arrays or dicts of arrays.
     total = num_samples(x)
     arrays = (x, y) if y is not None else (x,)
+    if sample_weight is not None:
+        arrays = (x, y, sample_weight)
     n = steps_per_epoch or max(1, math.ceil(total / batch_size))
     if presharded:
         def dataset_fn(ctx: tf.distribute.InputContext):
@@ -148,13 +303,21 @@ def _array_dataset(arrays, total: int, batch_size: int, shuffle: bool, seed):
 
     def epoch(e):
         order = tf.range(total, dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(
-                order, seed=tf.stack([tf.cast(seed, tf.int64), e]))
-        batches = tf.data.Dataset.from_tensor_slices(
-            tf.reshape(order[:full], [-1, batch_size]))
+        key = tf.stack([tf.cast(seed, tf.int64), e])
+        if shuffle is True:
+            order = tf.random.experimental.stateless_shuffle(order, seed=key)
+        rows = tf.reshape(order[:full], [-1, batch_size])
+        rest = order[full:]
+        if shuffle == "batch":
+            # model.fit's shuffle="batch": each batch's rows in a random order, the
+            # batches in theirs. Sorting random keys row by row permutes every batch at
+            # once; the partial batch gets its own stateless shuffle.
+            keys = tf.random.stateless_uniform(tf.shape(rows), seed=key)
+            rows = tf.gather(rows, tf.argsort(keys, axis=1), batch_dims=1)
+            rest = tf.random.experimental.stateless_shuffle(rest, seed=key + 1)
+        batches = tf.data.Dataset.from_tensor_slices(rows)
         if full < total:    # the last, partial batch, as model.fit gives it
-            batches = batches.concatenate(tf.data.Dataset.from_tensors(order[full:]))
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(rest))
         return batches
 
     indices = tf.data.Dataset.range(2**62).flat_map(epoch)

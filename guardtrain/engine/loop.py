@@ -121,7 +121,12 @@ class TrainLoop:
         steps_per_loop: steps per ``tf.function`` call (one host sync each).
         callbacks: Keras callbacks.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
-        validation_data: passed to ``model.evaluate`` at each epoch end.
+        validation_data: passed to ``model.evaluate`` at the end of each epoch that
+            ``validation_freq`` picks.
+        validation_batch_size, validation_steps: ``model.evaluate``'s ``batch_size`` and
+            ``steps``, as ``model.fit`` passes them.
+        validation_freq: as ``model.fit``: an int N validates after epochs N, 2N, ...
+            (1-based), a list after the epochs it names.
         history: where step rows go; events: the events log.
         supervisor: the guard/rescue hook (``Unsupervised`` when the guard is off).
         is_chief: writes files only when True (rank 0 on Ray).
@@ -135,6 +140,7 @@ class TrainLoop:
     def __init__(self, *, model, strategy, data, epochs: int, steps_per_loop: int,
                  callbacks=None, verbose: int = 1, validation_data=None,
                  validation_batch_size: int | None = None,
+                 validation_steps: int | None = None, validation_freq=1,
                  history: HistoryWriter, events: EventLog, supervisor: Supervisor | None = None,
                  is_chief: bool = True, position: Position | None = None,
                  chunk_hooks=(), stats_every: int = 1):
@@ -145,6 +151,8 @@ class TrainLoop:
         self.steps_per_loop = max(1, int(steps_per_loop))
         self.validation_data = validation_data
         self.validation_batch_size = validation_batch_size
+        self.validation_steps = validation_steps
+        self.validation_freq = validation_freq
         self.history = history
         self.events = events
         self.supervisor = supervisor or Unsupervised()
@@ -220,10 +228,22 @@ class TrainLoop:
         model, cbs = self.model, self.callbacks
         model.stop_training = False
         cbs.on_train_begin()
+        restored = getattr(model, "_initial_epoch", None)
+        if restored and self.pos.step == 0:
+            # keras.callbacks.BackupAndRestore, in on_train_begin, loaded the weights of
+            # its last epoch and set model._initial_epoch: model.fit starts there (its
+            # ``self._initial_epoch or initial_epoch``); before the supervisor's first
+            # snapshot, which must hold those weights.
+            self.pos = Position(0, int(restored), 0)
         self.supervisor.begin(self)
         while self.pos.epoch < self.epochs and not model.stop_training:
             self._run_epoch()
         self.supervisor.end(self)
+        if self.epochs > 0 and isinstance(model.optimizer, keras.optimizers.Optimizer):
+            # model.fit's last act before on_train_end: an optimizer built with
+            # use_ema=True puts its moving averages into the weights (else a no-op).
+            with self.strategy.scope():
+                model.optimizer.finalize_variable_values(model.trainable_weights)
         cbs.on_train_end(self.logs)
         if self.is_chief:
             self.history.flush()
@@ -240,7 +260,7 @@ class TrainLoop:
             if self.pos.epoch != epoch:      # a rewind crossed back into an earlier epoch
                 return
         logs = dict(self.logs)
-        if self.validation_data is not None:
+        if self.validation_data is not None and self._validates_after(epoch):
             logs.update(self._validate())
         cbs.on_epoch_end(epoch, logs)
         self.logs = logs
@@ -280,6 +300,13 @@ class TrainLoop:
         for hook in self.chunk_hooks:
             hook(self)
 
+    def _validates_after(self, epoch: int) -> bool:
+        """Keras's ``_should_eval``: ``validation_freq`` counts epochs from 1."""
+        freq = self.validation_freq
+        if isinstance(freq, (list, tuple)):
+            return epoch + 1 in {int(f) for f in freq}
+        return (epoch + 1) % int(freq) == 0
+
     def _validate(self) -> dict[str, float]:
         val = self.validation_data
         if isinstance(val, tuple):
@@ -292,6 +319,7 @@ class TrainLoop:
         else:
             out = self.model.evaluate(x, y, sample_weight=sw,
                                       batch_size=self.validation_batch_size,
+                                      steps=self.validation_steps,
                                       callbacks=self.callbacks, verbose=0, return_dict=True)
         return {f"val_{k}": float(v) for k, v in out.items()}
 
@@ -307,6 +335,7 @@ class TrainLoop:
             self._val_model.compile_from_config(self.model.get_compile_config())
         self._val_model.set_weights(self.model.get_weights())
         return self._val_model.evaluate(x, y, sample_weight=sw,
-                                        batch_size=self.validation_batch_size, verbose=0,
+                                        batch_size=self.validation_batch_size,
+                                        steps=self.validation_steps, verbose=0,
                                         return_dict=True)
 

@@ -112,7 +112,9 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
                  start_fields: Mapping[str, Any] | None = None,
                  chunk_hooks: Sequence = (), attempt_base: int = 0,
                  prior_events: Sequence[Mapping[str, Any]] = (),
-                 reference=None) -> Session:
+                 reference=None, sample_weight=None, initial_epoch: int = 0,
+                 validation_batch_size: int | None = None,
+                 validation_steps: int | None = None, validation_freq=1) -> Session:
     """Places the model, builds the input pipeline, the records, the supervisor and the
     loop, and emits the ``start`` event.
 
@@ -131,14 +133,18 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
         attempt_base, prior_events: what earlier runs left in a resumed run directory
             (``guardtrain.records.run_dir.RunDir``).
         reference: the constant-prediction ``Reference`` from ``gt.check``, for the guard.
+        sample_weight: per-row weights of array inputs (``inputs.sample_weights``: class
+            weights already turned into them), this worker's rows with ``presharded``.
+        initial_epoch: the epoch the run starts at, numbered as ``model.fit`` numbers it.
         The others: as ``gt.fit``'s arguments.
     """
     from guardtrain.engine.inputs import make_train_data
-    from guardtrain.engine.loop import TrainLoop
+    from guardtrain.engine.loop import Position, TrainLoop
 
     model = place_model(model, strategy)
     data = make_train_data(x, y, batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-                           shuffle=shuffle, strategy=strategy, presharded=presharded)
+                           shuffle=shuffle, strategy=strategy, presharded=presharded,
+                           sample_weight=sample_weight)
     events = EventLog(run_dir, enabled=writes, prior=prior_events)
     history = HistoryWriter(run_dir, run_id, attempt_base=attempt_base)
     supervisor = make_supervisor(guard, rescue, events, verbose, reference=reference)
@@ -146,9 +152,13 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
                      steps_per_loop=steps_per_loop or min(DEFAULT_STEPS_PER_LOOP,
                                                           data.steps_per_epoch),
                      callbacks=callbacks, verbose=verbose, validation_data=validation_data,
-                     validation_batch_size=batch_size, history=history, events=events,
-                     supervisor=supervisor, is_chief=writes, chunk_hooks=chunk_hooks,
-                     stats_every=stats_every_of(guard))
+                     validation_batch_size=validation_batch_size or batch_size,
+                     validation_steps=validation_steps, validation_freq=validation_freq,
+                     history=history, events=events, supervisor=supervisor,
+                     is_chief=writes, chunk_hooks=chunk_hooks,
+                     stats_every=stats_every_of(guard),
+                     # Epochs numbered as model.fit numbers them: from initial_epoch.
+                     position=Position(epoch=int(initial_epoch)))
     # The start event comes last: from here on, every way the run ends writes an ``end``
     # event (run_in_process; the Ray runner), so a start never stays without its end.
     if start:
@@ -163,12 +173,15 @@ def open_session(model, x, y, *, strategy, run_dir: Path, run_id: str, batch_siz
 
 def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
                    validation_data, callbacks, shuffle, guard, rescue, launch, run_dir,
-                   verbose, resume: bool = False, reference=None) -> Result:
+                   verbose, resume: bool = False, reference=None,
+                   **fit_extras) -> Result:
     """The guarded run on this process's strategy (``gt.fit`` with ``workers=0``).
 
     Whatever ends the run — the loop finishing, a verdict, a Keras or callback error,
     Ctrl-C, SIGTERM, a failed write — the history so far and an ``end`` event with the
     reason are written before the error goes on (``guardtrain.records.run_end``).
+    ``fit_extras``: ``open_session``'s ``sample_weight``, ``initial_epoch`` and
+    ``validation_*`` arguments.
     """
     from guardtrain.engine.devices import pick_strategy
 
@@ -182,7 +195,7 @@ def run_in_process(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_pe
             steps_per_loop=steps_per_loop, validation_data=validation_data,
             callbacks=callbacks, shuffle=shuffle, guard=guard, rescue=rescue,
             verbose=verbose, attempt_base=run.attempt_base, prior_events=run.prior_events,
-            reference=reference)
+            reference=reference, **fit_extras)
         model, loop, supervisor = session.model, session.loop, session.supervisor
         # model.fit trains the user's model: the final (or, after an abort, the last
         # healthy) weights go back to the instance the user holds, also on error.

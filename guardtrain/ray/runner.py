@@ -41,13 +41,17 @@ logger = logging.getLogger(__name__)
 
 def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_loop,
                validation_data, callbacks, shuffle, guard, rescue, launch: LaunchConfig,
-               run_dir, verbose, resume: bool = False, reference=None):
+               run_dir, verbose, resume: bool = False, reference=None,
+               sample_weight=None, initial_epoch: int = 0, validation_batch_size=None,
+               validation_steps=None, validation_freq=1):
     """Runs the guarded loop on ``launch.workers`` Ray Train workers (see the module doc).
 
     The driver writes the run's final records, on every way the run ends: the workers'
     history, events and attempts when rank 0 returned them, and an ``end`` event with
     the status and reason (``guardtrain.records.run_end``). A Ctrl-C, which Ray Train
-    turns into an aborted run, comes back as ``KeyboardInterrupt``.
+    turns into an aborted run, comes back as ``KeyboardInterrupt``. ``sample_weight``
+    (class weights already turned into it) travels like ``x`` and is sharded with its
+    rows; the other ``model.fit`` arguments go to every worker's session as they are.
     """
     import keras
 
@@ -73,7 +77,7 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
     config = {
         # A builder function travels as itself (cloudpickle), an instance as plain data.
         "model": as_plain_model(model) if isinstance(model, keras.Model) else model,
-        "x": _put(x), "y": _put(y),
+        "x": _put(x), "y": _put(y), "sample_weight": _put(sample_weight),
         "validation": None if validation_data is None else tuple(
             _put(v) for v in validation_data),
         "batch_size": batch_size, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
@@ -81,6 +85,8 @@ def fit_on_ray(model, x, y, *, batch_size, epochs, steps_per_epoch, steps_per_lo
         "guard": guard, "rescue": rescue, "launch": launch, "run_dir": str(path),
         "run_id": run_id, "verbose": verbose, "attempt_base": run.attempt_base,
         "prior_events": list(run.prior_events), "reference": reference,
+        "initial_epoch": initial_epoch, "validation_batch_size": validation_batch_size,
+        "validation_steps": validation_steps, "validation_freq": validation_freq,
     }
     storage = launch.storage_path or str(path / "ray")
     with sigterm_raises():
@@ -261,7 +267,7 @@ def _train_on_worker(config: dict) -> dict | None:
 
     tf.get_logger().setLevel("WARNING")  # one INFO line per collective, per worker
 
-    from guardtrain.engine.inputs import shard_inputs
+    from guardtrain.engine.inputs import shard_inputs, shard_rows
     from guardtrain.engine.session import open_session, settle_weights
     from guardtrain.records.run_end import end_fields, write_best_effort
     from guardtrain.ray.checkpoint import LoopCheckpoint, load_state, restore_loop
@@ -274,6 +280,8 @@ def _train_on_worker(config: dict) -> dict | None:
     writes = is_chief and _writable(run_dir)
     state = load_state()
     x, y = shard_inputs(_get(config["x"]), _get(config["y"]), ctx.rank, ctx.world_size)
+    # The same contiguous rows as x and y (arrays only: fit refuses weights otherwise).
+    sample_weight = shard_rows(_get(config.get("sample_weight")), ctx.rank, ctx.world_size)
     validation = config["validation"]
     dog = Watchdog(launch.step_timeout_s, rank=ctx.rank)
     session = open_session(
@@ -288,7 +296,11 @@ def _train_on_worker(config: dict) -> dict | None:
         chunk_hooks=[lambda lp: dog.beat(lp.pos.step),
                      LoopCheckpoint(launch.checkpoint_every_chunks)],
         attempt_base=config.get("attempt_base", 0),
-        prior_events=config.get("prior_events", ()), reference=config.get("reference"))
+        prior_events=config.get("prior_events", ()), reference=config.get("reference"),
+        sample_weight=sample_weight, initial_epoch=config.get("initial_epoch", 0),
+        validation_batch_size=config.get("validation_batch_size"),
+        validation_steps=config.get("validation_steps"),
+        validation_freq=config.get("validation_freq", 1))
     loop, events, history = session.loop, session.events, session.history
     if state is not None:
         restore_loop(loop, state)

@@ -22,7 +22,8 @@ import re
 from typing import Any, Mapping
 
 from guardtrain.core.errors import ConfigError, Problem
-from guardtrain.core.fit_args import FIT_ARGS, fit_arg_defaults, fit_arg_problems
+from guardtrain.core.fit_args import (FIT_ARGS, fit_arg_defaults, fit_arg_problems,
+                                     input_kind_problems)
 from guardtrain.core.guard import GuardConfig
 from guardtrain.core.launch_config import LaunchConfig
 from guardtrain.core.rescue import RescueConfig
@@ -44,7 +45,13 @@ TOP_KEYS = {
     "epochs": "epochs (1)",
     "steps_per_epoch": "steps per epoch (one pass over the data; required with dataset_fn)",
     "steps_per_loop": "steps per tf.function call and per guard verdict (50)",
-    "shuffle": "reshuffle array data every epoch (true)",
+    "shuffle": "reshuffle array data every epoch (true), or 'batch' (within each batch)",
+    "validation_split": "npz data: the last fraction of the rows validates (0.0)",
+    "validation_batch_size": "batch size of validation (batch_size)",
+    "validation_steps": "validation batches per evaluation (all)",
+    "validation_freq": "validate after every N-th epoch, or after a list of epochs (1)",
+    "initial_epoch": "the epoch to start at, as model.fit numbers them (0)",
+    "class_weight": "npz data: {class id: weight}, each row's loss weighed by its class",
     "run_dir": "where the run's files go (guardtrain_runs/<time>-<id> in the current folder)",
     "guard": "GuardConfig fields, or false to record statistics without judging",
     "rescue": "RescueConfig fields, or false to stop at the first unhealthy verdict",
@@ -82,7 +89,15 @@ def check_job(raw: Mapping[str, Any]
         section set to false; the default config where a section is wrong), the
         ``run_dir`` text or ``None``, and every problem found.
     """
-    problems = unknown_keys(raw, TOP_KEYS, "")
+    # sample_weight is model.fit's, but a JOB file has no way to name the weights yet:
+    # refused with gt.fit's code for an unsupported argument, not as a misspelling.
+    problems = unknown_keys({k: v for k, v in raw.items() if k != "sample_weight"},
+                            TOP_KEYS, "")
+    if "sample_weight" in raw:
+        problems.append(stated("GT113", "sample_weight", "not supported in a JOB file yet "
+                               "(training without it would differ from model.fit)",
+                               "use class_weight: {...}, or call gt.fit(..., "
+                               "sample_weight=w) from Python"))
     problems += [stated(CODE_MISSING, key, "required key missing",
                         f"add {key}: " + TOP_KEYS[key].split(",")[0])
                  for key in _REQUIRED if key not in raw]
@@ -97,6 +112,7 @@ def check_job(raw: Mapping[str, Any]
         problems.append(expected(CODE_BAD_VALUE, "description", "text", raw["description"],
                                  "quote it: description: '...'"))
     _needs_steps(raw, fit_args, problems)
+    _fits_the_data(raw, fit_args, problems)
     configs = {name: _section(raw, name, cls, problems) for name, cls in _SECTIONS.items()}
     _known_optimizers(raw, configs, problems)
     run_dir = raw.get("run_dir")
@@ -111,6 +127,21 @@ def _fit_args(raw, problems) -> dict:
     out = {**fit_arg_defaults(), **{k: raw[k] for k in _FIT_ARG_NAMES if k in raw}}
     problems += fit_arg_problems(out, code=CODE_BAD_VALUE, style="yaml")
     return out
+
+
+def _fits_the_data(raw, fit_args, problems) -> None:
+    """validation_split and class_weight take npz data only: the refusals gt.fit gives
+    (GT113/GT114, ``core.fit_args.input_kind_problems``), at parse time."""
+    data = raw.get("data")
+    kinds = {"npz": "arrays", "parquet": "parquet", "dataset_fn": "dataset_fn"}
+    found = [kinds[k] for k in DATA_KINDS if isinstance(data, dict) and k in data]
+    if len(found) != 1:
+        return      # the data's own problem is reported by _check_data
+    problems += input_kind_problems(
+        found[0], validation_split=fit_args.get("validation_split"),
+        validation_data=raw.get("validation") is not None,
+        class_weight=fit_args.get("class_weight") is not None,
+        labels=data.get("y", "y") is not None, style="yaml")
 
 
 def _needs_steps(raw, fit_args, problems) -> None:
