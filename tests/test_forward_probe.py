@@ -65,3 +65,25 @@ def test_an_overflowing_forward_pass_stops_with_the_layer_named_not_a_rate_cut(t
     assert err.code == "GT310" and "'blows'" in str(err) and "exponential" in err.fix
     assert err.details["forward_probe"]["layer"] == "blows"
     assert len(err.details["attempts"]) == 1  # no learning-rate "rescue" was tried
+
+
+def test_nan_rows_the_check_did_not_read_stop_the_run_as_a_data_error_naming_the_batch(
+        tmp_path):
+    """gt.check reads a sample (every second row here): NaN rows it skipped reach
+    training. Each step reports whether its batch was finite, so the run stops with the
+    batch named (GT307) instead of cutting a learning rate that is not at fault."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20_000, 100)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    x[1001, 5] = np.nan  # an odd row: not in the check's evenly spaced sample
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    assert gt.check(model, x, y, batch_size=256).sampled_rows < len(x)
+    with pytest.raises(gt.UnhealthyTrainingError) as info:
+        gt.fit(model, x, y, batch_size=256, epochs=1, shuffle=False, verbose=0,
+               run_dir=tmp_path)
+    err = info.value
+    assert err.code == "GT307" and err.details["evidence"]["nonfinite_inputs_step"] == 4
+    assert "epoch 1, batch 4 of 79" in str(err) and "np.isfinite" in err.fix
+    assert len(err.details["attempts"]) == 1  # no learning-rate "rescue" was tried

@@ -15,7 +15,9 @@ of ``guard_rules``):
 ```
 rule               verdict            holds when
 nonfinite          DIVERGED           any non-finite step (from the very first step,
-                                      warm-up or not)
+                                      warm-up or not); a loss-scale optimizer's skipped
+                                      overflow is not one, unless skips fill half of a
+                                      full window's measured steps (skips_persist)
 -- nothing else until warmup_steps + window_steps steps of the attempt --
 replica_imbalance  REPLICA_IMBALANCE  one replica's gradient norm <= 1e-3 x the largest,
                                       in >= 90% of steps
@@ -65,7 +67,7 @@ from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
-from guardtrain.core import guard_rules
+from guardtrain.core import guard_nonfinite, guard_rules
 from guardtrain.core.errors import ConfigError
 from guardtrain.core.guard_config import GuardConfig
 from guardtrain.core.guard_rules import Baseline, number
@@ -85,7 +87,7 @@ __all__ = [
 REQUIRED_COLUMNS = ("step", "loss", "finite", "update_ratio", "grad_first", "grad_last",
                     "zero_grad_fraction", "grad_norm_min", "grad_norm_max", "grad_norm_argmin")
 
-_OPTIONAL_COLUMNS = ("learning_rate", "measured", REPLICA_NORMS)
+_OPTIONAL_COLUMNS = ("learning_rate", "measured", "skipped", "inputs_finite", REPLICA_NORMS)
 # The run's starting loss is the median of its first 20 finite losses: fewer are too noisy
 # at small batch sizes (a low start makes any later loss look like a rise), and a rate high
 # enough to inflate it blows up to non-finite soon after anyway.
@@ -192,7 +194,7 @@ def observe(state: GuardState, chunk: Mapping[str, Any], config: GuardConfig
     if seen >= config.warmup_steps + config.window_steps:
         return new_state, judge(window, config, baseline=base, attempt_steps=seen)
     # Warm-up, or the window is not full yet: only a non-finite step is judged.
-    verdict = guard_rules.nonfinite(window, config, base, settled=False)
+    verdict = guard_nonfinite.nonfinite(window, config, base, settled=False)
     if verdict is None:
         last = int(rows["step"][-1])
         if seen < config.warmup_steps:
@@ -230,7 +232,7 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     base = baseline or Baseline()
     steps = w["step"]
     last = int(steps[-1])
-    verdict = guard_rules.nonfinite(w, config, base,
+    verdict = guard_nonfinite.nonfinite(w, config, base,
                                     settled=len(steps) >= config.window_steps)
     if verdict is not None:
         return verdict
@@ -238,6 +240,10 @@ def judge(window: Mapping[str, Any], config: GuardConfig, *,
     okm = ok & np.asarray(w.get("measured", np.ones(len(steps), bool)), bool)
     # Fewer than 8 usable steps (a short window, or non-finite steps tolerated), or fewer
     # than 3 measured ones: too few to tell a trend from noise.
+    if len(steps) >= config.window_steps:
+        verdict = guard_nonfinite.skips_persist(w, config)
+        if verdict is not None:
+            return verdict
     if len(steps) < config.window_steps or ok.sum() < 8 or okm.sum() < 3:
         return Verdict(kind=HEALTHY, step=last, settled=False,
                        reason=f"HEALTHY at step {last}: filling the window "

@@ -26,8 +26,7 @@ from guardtrain.core.verdicts import (CONVERGED, DEAD_UNITS, DIVERGED, HEALTHY, 
                                       OSCILLATING, REPLICA_IMBALANCE, STALLED, VANISHING,
                                       Verdict, VerdictKind)
 
-__all__ = ["Baseline", "Figures", "measure", "RULES", "nonfinite", "healthy_rest", "number",
-           "relative_to"]
+__all__ = ["Baseline", "Figures", "measure", "RULES", "healthy_rest", "number", "relative_to"]
 
 # DIVERGED needs the loss above the line in this share of the window's second half, so a
 # few noisy batches never make a divergence.
@@ -368,41 +367,6 @@ Rule = Callable[[Figures, GuardConfig], "Verdict | None"]
 #: The rules in the order they are asked; the first verdict wins (``healthy_rest`` last).
 RULES: tuple[Rule, ...] = (replica_imbalance, falling, loss_blown_up, converged, dead_units,
                            vanishing, stalled, oscillating, no_progress)
-
-
-# -- non-finite steps: judged from the first step, warm-up or not -------------------------
-
-def nonfinite(w: Mapping[str, np.ndarray], config: GuardConfig, base: Baseline, *,
-              settled: bool) -> Verdict | None:
-    """DIVERGED when the window holds more non-finite steps than tolerated, else None."""
-    loss = np.asarray(w["loss"], dtype=np.float64)
-    bad = ~np.asarray(w["finite"], bool) | ~np.isfinite(loss)
-    count = int(bad.sum())
-    if count <= config.max_nonfinite_steps:
-        return None
-    steps = w["step"]
-    i = int(np.argmax(bad))
-    at, last = int(steps[i]), int(steps[-1])
-    grad = float(w["grad_norm_max"][i])
-    if not math.isfinite(loss[i]):
-        what = f"loss {loss[i]}"
-    elif not math.isfinite(grad):
-        what = f"gradient norm {grad}"
-    else:
-        what = "update or weights non-finite"
-    ev = {"nonfinite_steps": count, "first_nonfinite_step": at, "steps": len(steps),
-          "nonfinite": what.split(" ")[0]}
-    text = f"{what} at step {at} ({count} non-finite of {len(steps)} steps)"
-    # The loss and the gradient of an attempt's first step are computed at the restored
-    # weights before any update: no learning rate made them non-finite, the inputs or the
-    # model did (its update, which the rate scales, may be non-finite for other reasons).
-    measured = bool(np.asarray(w.get("measured", np.ones(len(steps), bool)), bool)[i])
-    if at == base.start_step and (not math.isfinite(loss[i])
-                                  or (measured and not math.isfinite(grad))):
-        ev["cause"] = "input"
-        text += ", the attempt's first step, before any update"
-    return Verdict(kind=DIVERGED, step=last, first_step=int(steps[0]), evidence=ev,
-                   reason=f"DIVERGED at step {last}: {text}", settled=settled)
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -193,7 +193,9 @@ class TrainLoop:
 
     @property
     def optimizer_name(self) -> str:
-        return type(self.model.optimizer).__name__.lower()
+        # Under mixed precision the optimizer is a LossScaleOptimizer around the real one.
+        optimizer = self.model.optimizer
+        return type(getattr(optimizer, "inner_optimizer", optimizer)).__name__.lower()
 
     def switch_optimizer(self, make_optimizer) -> None:
         """Installs ``make_optimizer()``, created and built in the strategy's scope (an
@@ -220,8 +222,17 @@ class TrainLoop:
 
     def run_steps(self, n: int) -> dict[str, np.ndarray]:
         """Runs ``n`` steps outside the record (a probe); returns their statistics."""
-        out = self.runner.run(self.data.iterator, n)
-        return summarise_chunk(out.replica, out.shared, self.runner.layout, out.measured)
+        return self._summarise(self.runner.run(self.data.iterator, n))
+
+    def _summarise(self, out) -> dict[str, np.ndarray]:
+        """The chunk's columns, with the steps a loss-scale optimizer skipped and whether
+        each step's batch was finite: what the guard reads besides the statistics."""
+        stats = summarise_chunk(out.replica, out.shared, self.runner.layout, out.measured)
+        if out.skipped is not None:
+            stats["skipped"] = out.skipped
+        if out.inputs_finite is not None:
+            stats["inputs_finite"] = out.inputs_finite
+        return stats
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
@@ -274,8 +285,14 @@ class TrainLoop:
         pos, cbs = self.pos, self.callbacks
         cbs.on_train_batch_begin(pos.step_in_epoch)
         out = self.runner.run(self.data.iterator, n)   # the host sync
-        stats = summarise_chunk(out.replica, out.shared, self.runner.layout, out.measured)
+        stats = self._summarise(out)
         steps = np.arange(pos.step + 1, pos.step + n + 1)
+        if "skipped" in stats and stats["skipped"].any():
+            # Expected under mixed precision, and counted: the optimizer skipped these
+            # overflowing steps and lowered its loss scale.
+            self.events.add("loss_scale_skips", step=int(steps[-1]), attempt=self.attempt,
+                            skipped=int(stats["skipped"].sum()),
+                            steps=[int(t) for t in steps[stats["skipped"]]])
         opt, attempt = self.optimizer_name, self.attempt
         self.pos = Position(pos.step + n, pos.epoch, pos.step_in_epoch + n)
         # The metrics were read inside the chunk, on every rank: a sync-on-read variable

@@ -70,6 +70,14 @@ def var_layout(model: keras.Model) -> VarLayout:
                      layer_names=tuple(names[i] for i in order))
 
 
+def _all_finite(tree) -> tf.Tensor:
+    """1.0 when every floating value in ``tree`` is finite, else 0.0."""
+    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(tree)
+              if t is not None and tf.as_dtype(t.dtype).is_floating]
+    return tf.cast(tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True),
+                   tf.float32)
+
+
 def _first_input(x):
     return next(t for t in tf.nest.flatten(x) if t is not None)
 
@@ -106,6 +114,10 @@ class StepRunner:
         self._num_workers = max(1, int(getattr(strategy.extended, "_num_workers", 1) or 1))
         self._multi_worker = self._num_workers > 1
         self._chunk_fn = None
+        # Under mixed precision the loss is scaled, and an overflowing step is skipped by
+        # the optimizer by design (its update is exactly 0): both are undone for the
+        # statistics (``run``).
+        self.loss_scaled = isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         # Keras resolves "auto" here: XLA on an accelerator when every layer supports it.
         self.jit_compile = bool(getattr(model, "jit_compile", False))
         self.rebuild()
@@ -124,6 +136,12 @@ class StepRunner:
                 keras.src.losses.loss.unscale_loss_for_distribution(loss),
                 sample_weight=tf.shape(_first_input(x))[0])
             scaled = optimizer.scale_loss(loss)
+        if self.loss_scaled:
+            # The scale the loss was multiplied by, read before apply_gradients moves it:
+            # the statistics are of the true gradient (docs/architecture.md, "What the
+            # loop measures").
+            unscale = tf.cast(1.0 / tf.cast(optimizer.dynamic_scale, tf.float32) ** 2,
+                              tf.float32)
         variables = model.trainable_variables
         grads = tape.gradient(scaled, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
@@ -134,7 +152,10 @@ class StepRunner:
             before = [tf.identity(v.value) for v in variables]
         optimizer.apply_gradients(zip(grads, variables))
         model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        loss32 = tf.cast(loss, tf.float32)
+        # The loss and whether this batch's inputs and labels were all finite, side by side:
+        # a non-finite loss from a NaN row is a data error, never a learning-rate problem
+        # (a reduction per input per step; scripts/bench_overhead.py measures it).
+        loss32 = tf.stack([tf.cast(loss, tf.float32), _all_finite((x, y))])
         if not measure:
             return (loss32,)
         # Few ops per variable: each is a kernel launch that costs more than its arithmetic
@@ -142,6 +163,8 @@ class StepRunner:
         # doubles it); the zero count is a sum over a comparison.
         f32 = lambda t: tf.cast(t, tf.float32)  # noqa: E731 - mixed precision variables
         grad_sq = [tf.nn.l2_loss(f32(g)) for g in grads]
+        if self.loss_scaled:
+            grad_sq = [sq * unscale for sq in grad_sq]
         zeros = [tf.reduce_sum(tf.cast(tf.equal(g, 0), tf.float32)) for g in grads]
         update_sq = [tf.nn.l2_loss(f32(v.value) - f32(b)) for v, b in zip(variables, before)]
         weight_sq = [tf.nn.l2_loss(f32(b)) for b in before]
@@ -169,8 +192,11 @@ class StepRunner:
             if self.snapshot is not None and save_first:
                 self.snapshot.copy()  # before the first step changes anything
             n_measured = (n_steps + every - 1) // every
-            loss_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_local])
+            loss_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[n_local, 2])
             lr_ta = tf.TensorArray(tf.float32, size=n_steps, element_shape=[])
+            # Under loss scaling, the scale before every step and after the last: a step
+            # the optimizer skipped (an overflow) is one after which the scale fell.
+            scale_ta = tf.TensorArray(tf.float32, size=n_steps + 1, element_shape=[])
             kept = n_measured if self.collect_stats else 0
             rep_ta = tf.TensorArray(tf.float32, size=kept, element_shape=[n_local, 2 * v])
             sh_ta = tf.TensorArray(tf.float32, size=kept, element_shape=[2 * v])
@@ -183,35 +209,43 @@ class StepRunner:
             def rate():
                 return tf.cast(self.model.optimizer.learning_rate, tf.float32)
 
-            def step(i, loss_ta, lr_ta, measure):
+            def scale():
+                return tf.cast(self.model.optimizer.dynamic_scale, tf.float32)
+
+            def step(i, loss_ta, lr_ta, scale_ta, measure):
                 if not held:
                     lr_ta = lr_ta.write(i, rate())   # the rate this step will use
+                if self.loss_scaled:
+                    scale_ta = scale_ta.write(i, scale())
                 out = strategy.run(measured if measure else plain, args=(next(iterator),))
                 # Local results only: no communication on the per-step path.
                 local = [strategy.experimental_local_results(t) for t in out]
                 loss_ta = loss_ta.write(i, tf.stack(local[0]))
-                return loss_ta, lr_ta, local
+                return loss_ta, lr_ta, scale_ta, local
 
             first_rate = rate() if held else None
             # The measured steps come first, then the plain ones: two flat loops. A tf.cond
             # per step, or a plain loop nested after each measured step, cost more than
             # the figures they would skip (a loop start is ~a measured step on a small MLP).
             for i in tf.range(n_measured):
-                loss_ta, lr_ta, local = step(i, loss_ta, lr_ta, self.collect_stats)
+                loss_ta, lr_ta, scale_ta, local = step(i, loss_ta, lr_ta, scale_ta,
+                                                       self.collect_stats)
                 if self.collect_stats:
                     rep_ta = rep_ta.write(i, tf.stack(local[1]))
                     sh_ta = sh_ta.write(i, local[2][0])
             for i in tf.range(n_measured, n_steps):
-                loss_ta, lr_ta, _ = step(i, loss_ta, lr_ta, False)
+                loss_ta, lr_ta, scale_ta, _ = step(i, loss_ta, lr_ta, scale_ta, False)
             rates = tf.fill([n_steps], first_rate) if held else lr_ta.stack()
+            scales = (scale_ta.write(n_steps, scale()).stack() if self.loss_scaled
+                      else tf.zeros([0]))
             losses, figures = loss_ta.stack(), rep_ta.stack()
             if self._multi_worker:
-                losses = self._gather_workers(losses[:, :, None])[:, :, 0]
+                losses = self._gather_workers(losses)
                 figures = self._gather_workers(figures)
             # Metrics are sync-on-read: reading them here folds their aggregation into
             # this call instead of costing a host round trip per metric after it.
             metrics = self.model.get_metrics_result()
-            return losses, figures, sh_ta.stack(), rates, metrics
+            return losses, figures, sh_ta.stack(), rates, metrics, scales
 
         self._chunk_fn = tf.function(chunk)
 
@@ -233,7 +267,7 @@ class StepRunner:
         The conversion to NumPy is the chunk's one host sync point.
         """
         save_first = self.snapshot is not None and self.snapshot.take_pending()
-        losses, figures, shared, lr, metrics = self._chunk_fn(
+        losses, figures, shared, lr, metrics, scales = self._chunk_fn(
             iterator, tf.constant(n_steps, tf.int32), tf.constant(save_first))
         losses, figures, shared = losses.numpy(), figures.numpy(), shared.numpy()
         # Back to one row per step: the loss on every step, the norms' figures on the
@@ -241,6 +275,8 @@ class StepRunner:
         measured = np.zeros(n_steps, bool)
         measured[:-(-n_steps // self.stats_every)] = self.collect_stats
         n, reps = n_steps, losses.shape[1]
+        inputs_finite = (losses[:, :, 1] > 0.5).all(axis=1)
+        losses = losses[:, :, 0]
         w = figures.shape[-1] if self.collect_stats else 0
         replica = np.full((n, reps, 1 + w), np.nan, np.float32)
         replica[:, :, 0] = losses
@@ -253,8 +289,19 @@ class StepRunner:
                 replica[measured, :, 1:] = figures
                 replica[measured, :, 1:1 + v] *= 2.0
                 full_shared[measured] = 2.0 * shared
+        skipped = np.zeros(n_steps, bool)
+        if self.loss_scaled:
+            # A loss-scale overflow: the optimizer skipped the update and lowered its
+            # scale. Expected, not a divergence: such a step counts as unmeasured (its
+            # scaled gradient is non-finite by definition), and is counted.
+            scales = scales.numpy()
+            skipped = scales[1:] < scales[:-1]
+            measured = measured & ~skipped
+            replica[skipped, :, 1:] = np.nan
+            full_shared[skipped] = np.nan
         return ChunkOutput(replica, full_shared, lr.numpy(),
-                           {k: float(np.asarray(v)) for k, v in metrics.items()}, measured)
+                           {k: float(np.asarray(v)) for k, v in metrics.items()}, measured,
+                           skipped, inputs_finite)
 
 
 class ChunkOutput(NamedTuple):
@@ -266,6 +313,10 @@ class ChunkOutput(NamedTuple):
         learning_rate: ``[n]`` the rate each step used.
         metrics: the model's metric results after the chunk (Keras logs).
         measured: ``[n]`` whether the norms were measured at each step (NaN where not).
+        skipped: ``[n]`` measured steps the loss-scale optimizer skipped (an overflow
+            under mixed precision); they are not ``measured``.
+        inputs_finite: ``[n]`` every value of the step's batch (inputs and labels, on
+            every replica) was finite.
     """
 
     replica: np.ndarray
@@ -273,3 +324,5 @@ class ChunkOutput(NamedTuple):
     learning_rate: np.ndarray
     metrics: dict
     measured: np.ndarray
+    skipped: np.ndarray | None = None
+    inputs_finite: np.ndarray | None = None

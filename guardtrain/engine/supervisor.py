@@ -53,13 +53,18 @@ _KEPT_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm")
 
 
 def make_optimizer(name: str, learning_rate: float, previous=None) -> keras.optimizers.Optimizer:
-    """A fresh Keras optimizer ``name`` at a constant ``learning_rate``."""
+    """A fresh Keras optimizer ``name`` at a constant ``learning_rate``; wrapped in a
+    ``LossScaleOptimizer`` when ``previous`` was (mixed precision: float16 gradients
+    underflow without loss scaling)."""
     cls = type(keras.optimizers.get(name))
     kept = {}
-    if previous is not None:
-        config = previous.get_config()
+    scaled = isinstance(previous, keras.optimizers.LossScaleOptimizer)
+    inner = previous.inner_optimizer if scaled else previous
+    if inner is not None:
+        config = inner.get_config()
         kept = {k: config[k] for k in _KEPT_OPTIONS if config.get(k) is not None}
-    return cls(learning_rate=float(learning_rate), **kept)
+    optimizer = cls(learning_rate=float(learning_rate), **kept)
+    return keras.optimizers.LossScaleOptimizer(optimizer) if scaled else optimizer
 
 
 class GuardSupervisor:
@@ -277,6 +282,16 @@ class GuardSupervisor:
         the forward pass: one batch through the model, layer by layer, says which."""
         if getattr(error, "code", None) != CODE_INPUT:
             return error
+        bad_step = error.details.get("evidence", {}).get("nonfinite_inputs_step")
+        if bad_step is not None:
+            spe = loop.data.steps_per_epoch
+            return UnhealthyTrainingError(
+                f"{error.message}; the batch of step {bad_step} (epoch {(bad_step - 1) // spe + 1}"
+                f", batch {(bad_step - 1) % spe + 1} of {spe}) held NaN/inf in its inputs or "
+                f"labels: the data is not finite where gt.check's sample did not look",
+                code=error.code, details=error.details,
+                fix="find the rows with np.isfinite (x and y, every row), then drop or "
+                    "impute them; a learning rate cannot fix data")
         try:
             local = loop.strategy.experimental_local_results(next(loop.data.iterator))[0]
             x, _, _ = keras.utils.unpack_x_y_sample_weight(local)
