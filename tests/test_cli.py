@@ -370,8 +370,11 @@ def test_fit_on_two_ray_workers(ray_cluster, npz, tmp_path):  # noqa: F811
     if importlib.util.find_spec("guardtrain.ray.runner") is None:
         pytest.skip("gt.fit(launch=LaunchConfig(workers=2)) has not landed (guardtrain.ray.runner)")
     run = tmp_path / "run"
+    # One epoch = 40 steps: exactly the guard's warm-up (10) + window (30), so the run is
+    # judged (healthy) once, at its end, and validated once. Starting the workers is most
+    # of the cost; more epochs would prove nothing more here.
     out = _console("fit", JOB, *_data_args(npz), "--workers", 2, "--address", ray_cluster,
-                   "--set", "epochs=2", "--run-dir", run, cwd=tmp_path,
+                   "--set", "epochs=1", "--run-dir", run, cwd=tmp_path,
                    env={"RAY_AUTH_MODE": "token"}, timeout=600)   # token path: the fixture's
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "launch.cpu_replicas 2 dropped" in out.stdout and "on 2 Ray workers at" in out.stdout
