@@ -56,6 +56,7 @@ def test_a_short_run_that_ends_at_the_reference_is_failed_not_healthy(tmp_path):
     assert verdict["kind"] == "NO_PROGRESS" and verdict["evidence"]["reference_loss"] > 1.3
     assert result.attempts[-1]["end_verdict"] == "NO_PROGRESS"
     assert "why: NO_PROGRESS at the end" in result.summary()
+    assert "only 64 steps ran, fewer than the 350" in verdict["reason"]  # said plainly
     (guard,) = _events(tmp_path, "guard")
     assert guard["reference"]["how"] == "constant"
 

@@ -205,11 +205,17 @@ class GuardSupervisor:
         if final < floor or (val is not None and np.isfinite(val) and val < floor):
             return None
         gap = (final - reference) / reference
+        config = self.guard_config
+        patience = config.warmup_steps + config.no_progress_windows * config.window_steps
+        ran = self.gstate.attempt_steps
+        short = (f"; only {ran} steps ran, fewer than the {patience} the guard gives a slow "
+                 f"start: train longer if this is one" if ran < patience else "")
         return Verdict(
             kind=NO_PROGRESS, step=int(step), settled=False,
             reason=(f"NO_PROGRESS at the end (step {step}): loss {final:.4g} (median of the "
                     f"last {tail.size} steps) is {relative_to(gap, reference)}, the loss of "
-                    f"a constant prediction: the model learned nothing from its inputs"),
+                    f"a constant prediction: the model learned nothing from its inputs"
+                    f"{short}"),
             evidence={"loss_end": final, "reference_loss": reference,
                       "reference_gap": gap, "steps": int(tail.size)})
 
