@@ -85,5 +85,5 @@ def test_nan_rows_the_check_did_not_read_stop_the_run_as_a_data_error_naming_the
                run_dir=tmp_path)
     err = info.value
     assert err.code == "GT307" and err.details["evidence"]["nonfinite_inputs_step"] == 4
-    assert "epoch 1, batch 4 of 79" in str(err) and "np.isfinite" in err.fix
+    assert "the batch of step 4 (epoch 1)" in str(err) and "np.isfinite" in err.fix
     assert len(err.details["attempts"]) == 1  # no learning-rate "rescue" was tried

@@ -55,7 +55,8 @@ def loss_spec(loss) -> LossSpec | None:
     kind = next((k for k, names in _KINDS.items() if key in names), UNKNOWN)
     return LossSpec(kind=kind, name=name, from_logits=from_logits, ignore_class=ignore,
                     label_smoothing=_number(config.get("label_smoothing"), 0.0),
-                    delta=_number(config.get("delta"), 1.0))
+                    delta=_number(config.get("delta"), 1.0),
+                    reduction=config.get("reduction", "sum_over_batch_size"))
 
 
 def _number(value, default: float) -> float:
@@ -82,7 +83,17 @@ def describe(model) -> ModelSpec:
         lr_schedule=_schedule(model.optimizer) if compiled else None,
         own_train_step=_own_train_step(model),
         jit_compile=bool(getattr(model, "jit_compile", False)) if compiled else False,
+        masked=_masked(model),
     )
+
+
+def _masked(model) -> bool:
+    """A layer that masks positions (Masking, mask_zero=True): a masked loss averages over
+    the unmasked positions only."""
+    for layer in getattr(model, "_flatten_layers", lambda: [])():
+        if type(layer).__name__ == "Masking" or getattr(layer, "mask_zero", False):
+            return True
+    return False
 
 
 def _own_train_step(model) -> str | None:

@@ -15,6 +15,11 @@ from guardtrain.core.reference import OutputLoss, Reference, canonical_loss, ref
 
 __all__ = ["reference_for"]
 
+# Keras's reductions that give a per-sample mean, as the reference is.
+_MEANS = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+# With fewer sampled labels per class than this, the sample's entropy is biased low.
+_ROWS_PER_CLASS = 50
+
 
 def reference_for(spec: ModelSpec | None, inputs: Inputs | None) -> tuple[Reference | None, str]:
     """The constant-prediction reference, or None and why there is none.
@@ -24,6 +29,9 @@ def reference_for(spec: ModelSpec | None, inputs: Inputs | None) -> tuple[Refere
     """
     if spec is None or not spec.outputs or inputs is None or not inputs.y:
         return None, "no reference loss: the labels or the model's outputs are unknown"
+    if spec.masked:
+        return None, ("no reference loss: the model masks positions (a masked loss averages "
+                      "over the unmasked ones only): NO_PROGRESS is not judged")
     where_y = inputs.y[0][1].where.split("[")[0]
     pairs, problems = shapes.pair(spec.outputs, inputs.y, inputs.y_structure, where_y,
                                   what="output")
@@ -36,9 +44,19 @@ def reference_for(spec: ModelSpec | None, inputs: Inputs | None) -> tuple[Refere
             name = loss.name if loss is not None else "no loss"
             return None, (f"no reference loss for {name} (known: cross-entropies, MSE, MAE, "
                           f"Huber): NO_PROGRESS is not judged")
+        if loss.reduction not in _MEANS:
+            return None, (f"no reference loss for {loss.name}(reduction={loss.reduction!r}): "
+                          "the training loss is not a per-sample mean: NO_PROGRESS is not "
+                          "judged")
         if not (sample.complete or sample.indices is not None):
             return None, ("no reference loss: only the first batches of the labels were "
                           "read, which need not show every class: NO_PROGRESS is not judged")
+        width = output.width or 1
+        if not sample.complete and width > len(sample.rows) / _ROWS_PER_CLASS:
+            # The entropy of a sample's class frequencies is low by about (K-1)/(2N): with
+            # many classes and a sample, a healthy run could sit "above" the reference.
+            return None, (f"no reference loss: {width} classes and a sample of "
+                          f"{len(sample.rows):,} labels: NO_PROGRESS is not judged")
         outs.append(OutputLoss(loss.name, width=output.width,
                                label_smoothing=loss.label_smoothing, delta=loss.delta,
                                weight=output.loss_weight))

@@ -32,6 +32,7 @@ class LossSpec:
         ignore_class: a label id the loss skips (``ignore_class=`` of the sparse loss).
         label_smoothing: the cross-entropies' ``label_smoothing``.
         delta: the Huber loss's ``delta``.
+        reduction: the loss's ``reduction`` (a per-sample mean unless ``"sum"``/``None``).
     """
 
     kind: str
@@ -40,6 +41,7 @@ class LossSpec:
     ignore_class: int | None = None
     label_smoothing: float = 0.0
     delta: float = 1.0
+    reduction: str | None = "sum_over_batch_size"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +100,7 @@ class ModelSpec:
     lr_schedule: str | None = None       # class name of a LearningRateSchedule
     own_train_step: str | None = None    # class name of a model that overrides train_step
     jit_compile: bool = False            # the step is compiled with XLA (model.jit_compile)
+    masked: bool = False                 # a Masking layer or mask_zero=True: masked losses
 
 
 @dataclasses.dataclass

@@ -26,7 +26,7 @@ falling            HEALTHY            loss falls between window halves by >= 1% 
 loss_blown_up      DIVERGED           loss risen by >= 2 x the starting loss above its low,
                                       in the last quarter's median and in 3/4 of the
                                       second half's steps
-converged          CONVERGED          flat, at <= 10% of the starting loss and at <= 50%
+converged          CONVERGED          flat, at <= 10% of the starting loss and at <= 90%
                                       of the reference loss (when known): never rescued
                                       (unless no gradient reaches the first layer:
                                       DEAD_UNITS below)
@@ -44,9 +44,10 @@ stalled            STALLED            flat, update_ratio < 1e-5 (HEALTHY instead
 oscillating        OSCILLATING        flat, update_ratio >= 1e-2, and the loss flips
                                       direction in >= 90% of steps or update_ratio
                                       >= 1e-1 (weights thrown around)
-no_progress        NO_PROGRESS        flat, at >= 98% of the reference loss (the best
+no_progress        NO_PROGRESS        flat, at >= 99% of the reference loss (the best
                                       constant prediction's), once the attempt has run
-                                      warm-up + 3 windows (not while a schedule warms up)
+                                      warm-up + 3 windows (not while a schedule warms up,
+                                      nor with a validation loss below that line)
 healthy_rest       HEALTHY            everything else
 ```
 
@@ -122,10 +123,11 @@ def new_attempt(state: GuardState, *, from_start: bool = False) -> GuardState:
             100 puts the loss in the thousands before it turns non-finite), and every
             loss after that would look "far below where the run began" (CONVERGED).
     """
-    reference = state.baseline.reference  # a fact about the labels: never re-measured
+    # Facts about the labels and the model, not about an attempt: kept.
+    kept = dict(reference=state.baseline.reference, validation=state.baseline.validation)
     if from_start:
-        return GuardState(baseline=Baseline(reference=reference))
-    return GuardState(baseline=Baseline(loss=state.baseline.loss, reference=reference),
+        return GuardState(baseline=Baseline(**kept))
+    return GuardState(baseline=Baseline(loss=state.baseline.loss, **kept),
                       first_losses=state.first_losses)
 
 

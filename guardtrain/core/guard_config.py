@@ -41,8 +41,9 @@ class GuardConfig:
             the reference loss (the best constant prediction's, when known): far below
             a huge starting loss is not enough.
         no_progress_fraction: NO_PROGRESS when a loss that does not fall stays above
-            ``1 - no_progress_fraction`` times the reference loss (within 2% of it, or
-            above it) ...
+            ``1 - no_progress_fraction`` times the reference loss (within 1% of it, or
+            above it; weak-signal tasks such as click prediction learn a few percent below
+            it) ...
         no_progress_windows: ... once the attempt has run ``warmup_steps`` plus this
             many windows (a slow healthy start gets that long to leave the reference).
         diverged_rise_fraction: DIVERGED when the loss rises this many starting losses
@@ -87,8 +88,8 @@ class GuardConfig:
     window_steps: int = 100
     flat_loss_fraction: float = 0.01
     converged_loss_fraction: float = 0.1
-    converged_reference_fraction: float = 0.5
-    no_progress_fraction: float = 0.02
+    converged_reference_fraction: float = 0.9
+    no_progress_fraction: float = 0.01
     no_progress_windows: int = 3
     diverged_rise_fraction: float = 2.0
     max_nonfinite_steps: int = 0

@@ -61,6 +61,9 @@ class Baseline(NamedTuple):
             the learning rate).
         reference: the loss of a model that learned nothing from its inputs (the best
             constant prediction's, ``core.reference``); None when unknown.
+        validation: the latest validation loss, when there is validation data: below the
+            reference, it vouches that the model learned (regularisation or dropout can
+            hold the training loss up).
     """
 
     loss: float | None = None
@@ -68,6 +71,7 @@ class Baseline(NamedTuple):
     zero_grad_fraction: float | None = None
     start_step: int | None = None
     reference: float | None = None
+    validation: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -343,7 +347,9 @@ def no_progress(f: Figures, config: GuardConfig) -> Verdict | None:
     if f.attempt_steps is not None and f.attempt_steps < (
             config.warmup_steps + config.no_progress_windows * config.window_steps):
         return None
-    if not f.late >= (1 - config.no_progress_fraction) * reference:
+    floor = (1 - config.no_progress_fraction) * reference
+    val = f.base.validation
+    if not f.late >= floor or (val is not None and math.isfinite(val) and val < floor):
         return None
     if _rate_rising(f.window, f.ok):
         return None

@@ -50,11 +50,16 @@ def probe_forward(model: keras.Model, x: Any) -> dict[str, Any] | None:
     except Exception as err:  # subclassed, nested or multi-output layers: no taps
         logger.debug("forward probe not possible: %s", err)
         return None
-    for index, (layer, out) in enumerate(zip(layers, keras.tree.flatten(outputs))):
-        a = np.asarray(keras.ops.convert_to_numpy(out), np.float64)
+    if len(layers) == 1:
+        outputs = [outputs]
+    for index, (layer, out) in enumerate(zip(layers, outputs)):
+        # A layer may have several outputs (an LSTM's states): every part counts.
+        parts = [np.asarray(keras.ops.convert_to_numpy(t), np.float64).reshape(-1)
+                 for t in keras.tree.flatten(out)]
+        a = np.concatenate(parts) if parts else np.zeros(0)
         finite = np.isfinite(a)
         biggest = float(np.abs(a[finite]).max()) if finite.any() else float("inf")
-        if not finite.all() or biggest > _OVERFLOW:
+        if a.size and (not finite.all() or biggest > _OVERFLOW):
             return {"where": "layer", "layer": layer.name, "layer_index": index,
                     "layer_class": type(layer).__name__,
                     "activation": _activation_name(layer),

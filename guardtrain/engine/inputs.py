@@ -115,6 +115,15 @@ def split_validation(x, y, sample_weight, fraction: float):
         ConfigError: GT114 when one side would be empty, as model.fit refuses it.
     """
     n = num_samples(x)
+    # model.fit refuses ambiguous cardinality before it splits: cut first, and extra or
+    # missing label rows would shift every label silently.
+    counts = {where: _rows(value) for where, value in
+              (("y", y), ("sample_weight", sample_weight)) if value is not None}
+    wrong = {where: c for where, c in counts.items() if c is not None and c != n}
+    if wrong:
+        raise _refuse("fit(validation_split=...)", f"x, y and sample_weight with {n} rows each",
+                      ", ".join(f"{w} has {c}" for w, c in wrong.items()),
+                      "give every array one row per sample before splitting")
     split_at = int(math.floor(n * (1.0 - fraction)))
     if split_at == 0 or split_at == n:
         raise _refuse("fit(validation_split=...)", "a split that leaves rows on both sides",
@@ -124,6 +133,14 @@ def split_validation(x, y, sample_weight, fraction: float):
     train = (_take(x, head), _take(y, head), _take(sample_weight, head))
     val = (_take(x, tail), _take(y, tail))
     return train, val if sample_weight is None else (*val, _take(sample_weight, tail))
+
+
+def _rows(value) -> int | None:
+    """Rows of an array, or of each array of a dict/list of them (None if they differ)."""
+    leaves = list(value.values()) if isinstance(value, dict) else (
+        list(value) if _nested(value) else [value])
+    counts = {len(leaf) for leaf in leaves if hasattr(leaf, "__len__")}
+    return counts.pop() if len(counts) == 1 else None
 
 
 def _nested(y) -> bool:

@@ -72,8 +72,11 @@ def var_layout(model: keras.Model) -> VarLayout:
 
 def _all_finite(tree) -> tf.Tensor:
     """1.0 when every floating value in ``tree`` is finite, else 0.0."""
-    checks = [tf.reduce_all(tf.math.is_finite(t)) for t in tf.nest.flatten(tree)
-              if t is not None and tf.as_dtype(t.dtype).is_floating]
+    # expand_composites: a SparseTensor's values, not the composite (is_finite has no
+    # sparse dispatch).
+    checks = [tf.reduce_all(tf.math.is_finite(t))
+              for t in tf.nest.flatten(tree, expand_composites=True)
+              if t is not None and hasattr(t, "dtype") and tf.as_dtype(t.dtype).is_floating]
     return tf.cast(tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True),
                    tf.float32)
 
@@ -152,10 +155,10 @@ class StepRunner:
             before = [tf.identity(v.value) for v in variables]
         optimizer.apply_gradients(zip(grads, variables))
         model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        # The loss and whether this batch's inputs and labels were all finite, side by side:
+        # The loss and whether this batch's inputs, labels and weights were all finite:
         # a non-finite loss from a NaN row is a data error, never a learning-rate problem
         # (a reduction per input per step; scripts/bench_overhead.py measures it).
-        loss32 = tf.stack([tf.cast(loss, tf.float32), _all_finite((x, y))])
+        loss32 = tf.stack([tf.cast(loss, tf.float32), _all_finite((x, y, sample_weight))])
         if not measure:
             return (loss32,)
         # Few ops per variable: each is a kernel launch that costs more than its arithmetic

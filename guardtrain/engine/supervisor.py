@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 # The forward pass overflows on finite inputs (a layer named by the forward probe).
 CODE_FORWARD = "GT310"
+# Activations that overflow by themselves on large inputs; for any other the cause is the
+# scale of what reaches the layer.
+_UNBOUNDED = ("exponential", "exp")
 
 # Options of the user's optimizer that a switch keeps: they are about the problem
 # (clipping against exploding gradients), not about the optimizer.
@@ -64,7 +67,14 @@ def make_optimizer(name: str, learning_rate: float, previous=None) -> keras.opti
         config = inner.get_config()
         kept = {k: config[k] for k in _KEPT_OPTIONS if config.get(k) is not None}
     optimizer = cls(learning_rate=float(learning_rate), **kept)
-    return keras.optimizers.LossScaleOptimizer(optimizer) if scaled else optimizer
+    if not scaled:
+        return optimizer
+    # The scale the previous one had found, and the user's growth setting: a fresh 2**15
+    # would spend the new attempt's first steps on skips again.
+    found = (float(keras.ops.convert_to_numpy(previous.dynamic_scale))
+             if getattr(previous, "built", False) else previous.initial_scale)
+    return keras.optimizers.LossScaleOptimizer(
+        optimizer, initial_scale=found, dynamic_growth_steps=previous.dynamic_growth_steps)
 
 
 class GuardSupervisor:
@@ -129,6 +139,10 @@ class GuardSupervisor:
         self._record_attempts(self.rstate.attempts)
 
     def after_chunk(self, loop, stats: dict[str, np.ndarray]) -> str:
+        val = (getattr(loop, "logs", None) or {}).get("val_loss")
+        if val is not None and val != self.gstate.baseline.validation:
+            self.gstate = self.gstate._replace(
+                baseline=self.gstate.baseline._replace(validation=float(val)))
         self.gstate, verdict = guard_mod.observe(self.gstate, stats, self.guard_config)
         kind = str(verdict.kind)
         label = kind if verdict.settled else f"{kind} (warm-up)"
@@ -202,22 +216,37 @@ class GuardSupervisor:
         final = float(np.median(tail))
         floor = (1 - self.guard_config.no_progress_fraction) * reference
         val = (logs or {}).get("val_loss")
-        if final < floor or (val is not None and np.isfinite(val) and val < floor):
+        val = float(val) if val is not None and np.isfinite(val) else None
+        if val is not None and val < floor:
+            return None  # new data confirms something was learned
+        if final < floor and val is None:
             return None
+        # Below the reference on the training rows but not on new data: memorised, not
+        # learned (labels without signal can be memorised by a large enough model).
+        memorised = final < floor
         gap = (final - reference) / reference
         config = self.guard_config
         patience = config.warmup_steps + config.no_progress_windows * config.window_steps
         ran = self.gstate.attempt_steps
         short = (f"; only {ran} steps ran, fewer than the {patience} the guard gives a slow "
                  f"start: train longer if this is one" if ran < patience else "")
-        return Verdict(
-            kind=NO_PROGRESS, step=int(step), settled=False,
-            reason=(f"NO_PROGRESS at the end (step {step}): loss {final:.4g} (median of the "
-                    f"last {tail.size} steps) is {relative_to(gap, reference)}, the loss of "
-                    f"a constant prediction: the model learned nothing from its inputs"
-                    f"{short}"),
-            evidence={"loss_end": final, "reference_loss": reference,
-                      "reference_gap": gap, "steps": int(tail.size)})
+        if memorised:
+            vgap = (val - reference) / reference
+            what = (f"the validation loss {val:.4g} is {relative_to(vgap, reference)}, the "
+                    f"loss of a constant prediction, while the training loss fell to "
+                    f"{final:.4g}: what was learned does not carry to new data (memorised "
+                    f"rows, or labels without signal)")
+        else:
+            what = (f"loss {final:.4g} (median of the last {tail.size} steps) is "
+                    f"{relative_to(gap, reference)}, the loss of a constant prediction: the "
+                    f"model learned nothing from its inputs{short}")
+        evidence = {"loss_end": final, "reference_loss": reference, "reference_gap": gap,
+                    "steps": int(tail.size)}
+        if val is not None:
+            evidence["val_loss"] = val
+        return Verdict(kind=NO_PROGRESS, step=int(step), settled=False,
+                       reason=f"NO_PROGRESS at the end (step {step}): {what}",
+                       evidence=evidence)
 
     # -- carrying out a decision ------------------------------------------------------------
     def _act(self, loop, decision) -> None:
@@ -290,11 +319,12 @@ class GuardSupervisor:
             return error
         bad_step = error.details.get("evidence", {}).get("nonfinite_inputs_step")
         if bad_step is not None:
-            spe = loop.data.steps_per_epoch
+            epoch = loop.history.epoch_of(self.attempt, bad_step)
+            during = f" (epoch {epoch + 1})" if epoch is not None else ""
             return UnhealthyTrainingError(
-                f"{error.message}; the batch of step {bad_step} (epoch {(bad_step - 1) // spe + 1}"
-                f", batch {(bad_step - 1) % spe + 1} of {spe}) held NaN/inf in its inputs or "
-                f"labels: the data is not finite where gt.check's sample did not look",
+                f"{error.message}; the batch of step {bad_step}{during} held NaN/inf in its "
+                f"inputs, labels or sample weights: the data is not finite where gt.check's "
+                f"sample did not look",
                 code=error.code, details=error.details,
                 fix="find the rows with np.isfinite (x and y, every row), then drop or "
                     "impute them; a learning rate cannot fix data")
@@ -319,7 +349,7 @@ class GuardSupervisor:
                 f"gives {size} on a batch whose inputs are all finite",
                 code=CODE_FORWARD, details=details,
                 fix=(f"{what.split(' (')[0]}: use a bounded or ReLU-family activation "
-                     f"(relu, tanh) instead of {act}" if act not in (None, "linear", "relu")
+                     f"(relu, tanh) instead of {act}" if act in _UNBOUNDED
                      else "scale the inputs ((x - mean) / std, or a keras.layers."
                           "Normalization adapted on them) and check the initialisers")
                      + "; a lower learning rate cannot help: no update ran yet")

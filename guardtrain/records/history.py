@@ -90,6 +90,14 @@ class HistoryWriter:
         self._chunks.setdefault(attempt, []).append(chunk)
         self._dirty.add(attempt)
 
+    def epoch_of(self, attempt: int, step: int) -> int | None:
+        """The epoch of ``attempt``'s row at ``step``, or None when there is none."""
+        for chunk in self._chunks.get(attempt, []):
+            hit = np.flatnonzero(chunk["step"] == step)
+            if hit.size:
+                return int(chunk["epoch"][hit[0]])
+        return None
+
     def relabel_last(self, attempt: int, n: int, verdict: str) -> None:
         """Sets the verdict of the last ``n`` rows of ``attempt`` (judged after append)."""
         for chunk in reversed(self._chunks[attempt]):
