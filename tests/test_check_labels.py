@@ -136,6 +136,16 @@ def test_an_activation_before_logits_warns_except_log_softmax():
 
 
 @pytest.mark.pure
+def test_sparse_ids_per_position_of_a_sequence_output_are_what_keras_takes():
+    seq = OutputSpec("dense", (None, 12, 50), "softmax", SPARSE)
+    ids = np.random.default_rng(0).integers(0, 50, size=(40, 12))
+    assert check_labels(seq, _y(ids)) == []
+    assert check_labels(seq, _y(ids[..., None])) == []
+    [p] = check_labels(seq, _y(ids[:, :5]))
+    assert p.code == "GT216"
+
+
+@pytest.mark.pure
 def test_sigmoid_units_with_a_softmax_loss_warn():
     [p] = check_output(_out(10, SPARSE, "sigmoid"))
     assert p.code == "GT219" and p.severity == "warning" and "softmax" in p.fix

@@ -103,3 +103,42 @@ def test_a_validation_loss_below_the_reference_vouches_for_a_run_whose_training_
     sup.gstate = GuardState(window={"loss": np.full(40, 0.9 * ref.loss)},
                             baseline=Baseline(reference=ref.loss))
     assert sup._ended_at_reference(100, {}) is None
+
+
+@pytest.mark.parametrize("case", ["sum-reduction", "masked", "many-classes-sampled"])
+def test_no_reference_where_a_constant_model_could_not_reach_it(case):
+    """A reference too low would call healthy runs NO_PROGRESS: none is computed, and the
+    check's notes say why."""
+    if case == "sum-reduction":
+        x, y = _shuffled_labels()
+        model = _model()
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(reduction="sum"))
+        want = "reduction='sum'"
+    elif case == "masked":
+        x = np.random.default_rng(0).integers(0, 50, size=(256, 12))
+        y = np.random.default_rng(1).integers(0, 50, size=(256, 12))
+        model = keras.Sequential([keras.Input((12,)),
+                                  keras.layers.Embedding(50, 8, mask_zero=True),
+                                  keras.layers.Dense(50, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        want = "masks positions"
+    else:
+        # One-hot labels 1000 wide: the check reads 10,000 of their 12,000 rows.
+        n, k = 12_000, 1000
+        x = np.random.default_rng(0).normal(size=(n, 30)).astype("float32")
+        y = np.eye(k, dtype="uint8")[np.random.default_rng(1).integers(0, k, size=n)]
+        model = keras.Sequential([keras.Input((30,)), keras.layers.Dense(k, activation="softmax")])
+        model.compile("adam", "categorical_crossentropy")
+        want = "1000 classes and a sample"
+    report = gt.check(model, x, y)
+    assert report.reference is None
+    assert any(want in note for note in report.notes), report.notes
+
+
+def test_validation_split_refuses_labels_of_another_length(tmp_path):
+    x, y = _shuffled_labels()
+    with pytest.raises(gt.ConfigError) as info:
+        gt.fit(_model(), x, np.concatenate([y, y[:10]]), validation_split=0.2, verbose=0,
+               run_dir=tmp_path / "run")
+    assert info.value.code == "GT114" and "y has 1034" in str(info.value)
+    assert not (tmp_path / "run").exists()

@@ -119,6 +119,11 @@ def check_labels(output: OutputSpec, y: Sample) -> list[Problem]:
 def _sparse(output, y, rows):
     k, name = output.width, var_name(y.where)
     per = rows.shape[1:]
+    # One id per position of a sequence or image output (n, T, K): labels (n, T) or
+    # (n, T, 1), as Keras takes them.
+    inner = tuple(output.shape[1:-1]) if len(output.shape) > 2 else ()
+    if inner and _fits(per, inner):
+        per = ()
     if per not in ((), (1,)):
         if _one_hot(rows):
             return [Problem(codes.ONE_HOT_SPARSE, y.where,
@@ -270,6 +275,13 @@ def _single_class(y: Sample, classes) -> list[Problem]:
 def _one_hot(rows) -> bool:
     flat = rows.reshape(len(rows), -1)
     return bool(np.isin(flat, (0, 1)).all() and np.all(flat.sum(axis=1) == 1))
+
+
+def _fits(per: tuple, inner: tuple) -> bool:
+    """Label dims ``per`` are the output's inner dims (None: any size), maybe plus 1."""
+    if len(per) == len(inner) + 1 and per[-1] == 1:
+        per = per[:-1]
+    return len(per) == len(inner) and all(d is None or d == p for p, d in zip(per, inner))
 
 
 def _shape(y: Sample) -> str:
