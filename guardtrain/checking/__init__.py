@@ -50,7 +50,7 @@ Codes (stable; one per kind of problem). E = error, blocks training; W = warning
  model_checks.py, runner.py
   GT250 E  model not compiled
   GT251 E  no trainable weights (all frozen, or none)
-  GT252 W  a learning-rate schedule, which a rescue replaces with a constant rate
+  GT252 -  retired: a rescue scales a learning-rate schedule (engine/schedules)
   GT253 E  model is not a keras.Model, or the function building it failed
   GT254 E  compiled without a loss
   GT255 E  the model overrides train_step (guardtrain would bypass it)

@@ -1,4 +1,7 @@
-"""The model itself: compiled with a loss, something to train, a rate rescue can change."""
+"""The model itself: compiled with a loss, something to train, a step guardtrain can run.
+
+A learning-rate schedule is no problem (GT252 is retired): a rescue scales it
+(``engine/schedules``)."""
 
 from __future__ import annotations
 
@@ -6,8 +9,7 @@ from guardtrain.checking import codes
 from guardtrain.checking.specs import ModelSpec
 from guardtrain.core.errors import Problem
 
-__all__ = ["check_compiled", "check_trainable", "check_lr_schedule", "check_train_step",
-           "check_jit"]
+__all__ = ["check_compiled", "check_trainable", "check_train_step", "check_jit"]
 
 
 def check_compiled(spec: ModelSpec) -> list[Problem]:
@@ -36,19 +38,6 @@ def check_trainable(spec: ModelSpec) -> list[Problem]:
         found = "a model with no weights"
         fix = "add a layer with weights (e.g. keras.layers.Dense) to train"
     return [Problem(codes.NO_TRAINABLE, "model", "at least one trainable weight", found, fix)]
-
-
-def check_lr_schedule(spec: ModelSpec) -> list[Problem]:
-    """A learning-rate schedule, which a rescue replaces with a constant rate (GT252)."""
-    if not spec.lr_schedule:
-        return []
-    return [Problem(codes.LR_SCHEDULE, "model.optimizer",
-                    "a constant learning rate (rescue may change it)",
-                    f"a {spec.lr_schedule} schedule: if rescue adjusts the learning rate, it "
-                    "rebuilds the optimizer from its config with a constant rate, and the "
-                    "schedule is gone from that attempt on",
-                    "keep the schedule and accept that, or compile with a constant "
-                    "learning_rate and let rescue tune it", severity="warning")]
 
 
 def check_train_step(spec: ModelSpec) -> list[Problem]:

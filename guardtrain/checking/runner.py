@@ -220,7 +220,7 @@ def _complete(model, spec: ModelSpec, inputs: Inputs):
 
 def _model_problems(spec: ModelSpec, notes) -> list[Problem]:
     problems = (model_checks.check_compiled(spec) + model_checks.check_trainable(spec)
-                + model_checks.check_lr_schedule(spec) + model_checks.check_train_step(spec))
+                + model_checks.check_train_step(spec))
     for output in spec.outputs:
         problems += labels.check_output(output)
     if not spec.outputs:

@@ -186,8 +186,8 @@ CODES: tuple[Code, ...] = (
     _problem("GT244", "BAD_BATCH_SIZE", _E, "batch_size is not an int >= 1"),
     _problem("GT250", "NOT_COMPILED", _E, "model not compiled"),
     _problem("GT251", "NO_TRAINABLE", _E, "no trainable weights (all frozen, or none)"),
-    _problem("GT252", "LR_SCHEDULE", _W, "a learning-rate schedule, which a rescue "
-                                         "replaces with a constant rate"),
+    Code("GT252", _INPUT, "retired: a rescue scales a learning-rate schedule now, it no "
+                          "longer replaces it", retired=True),
     _problem("GT253", "NOT_A_MODEL", _E, "model is not a keras.Model, or its builder "
                                          "failed"),
     _problem("GT254", "NO_LOSS", _E, "compiled without a loss"),

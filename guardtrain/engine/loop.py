@@ -32,6 +32,7 @@ from guardtrain.records.history import HistoryWriter
 from guardtrain.engine.snapshot import Snapshot
 from guardtrain.core.rates import round_rate
 from guardtrain.core.stats import median_last, summarise_chunk
+from guardtrain.engine.schedules import scaled_schedule_of, unwrap_schedule, wrap_schedule
 from guardtrain.engine.step import StepRunner
 
 __all__ = ["TrainLoop", "Supervisor", "Unsupervised"]
@@ -159,6 +160,9 @@ class TrainLoop:
         self.is_chief = is_chief
         self.pos = position or Position()
         self.chunk_hooks = list(chunk_hooks)
+        with strategy.scope():
+            # A schedule's rate cannot be assigned: a rescue scales it (engine/schedules).
+            wrap_schedule(model.optimizer)
         self.snapshot = Snapshot(model, strategy)
         self.runner = StepRunner(model, strategy, stats_every=stats_every,
                                  snapshot=self.snapshot)
@@ -188,8 +192,14 @@ class TrainLoop:
         return self.snapshot.step
 
     def set_learning_rate(self, value: float) -> None:
-        """Assigns the rate held in the optimizer's variable: no retrace."""
-        self.model.optimizer.learning_rate = float(value)
+        """Assigns the rate held in the optimizer's variable, or scales its schedule so
+        that it gives ``value`` now: no retrace either way."""
+        optimizer = self.model.optimizer
+        scaled = scaled_schedule_of(optimizer)
+        if scaled is not None:
+            scaled.set_rate(float(value), optimizer.iterations)
+        else:
+            optimizer.learning_rate = float(value)
 
     @property
     def optimizer_name(self) -> str:
@@ -200,9 +210,13 @@ class TrainLoop:
     def switch_optimizer(self, make_optimizer) -> None:
         """Installs ``make_optimizer()``, created and built in the strategy's scope (an
         optimizer remembers the strategy it was made under); retraces the step once."""
+        previous = self.model.optimizer
         with self.strategy.scope():
             optimizer = make_optimizer()
             optimizer.build(self.model.trainable_variables)
+            if scaled_schedule_of(optimizer) is not None:
+                # The scaled schedule goes on where it was, not from its warm-up.
+                optimizer.iterations.assign(previous.iterations)
         self.model.optimizer = optimizer
         self.snapshot.rebind_optimizer()     # the traced chunk copies into its shadows
         self.runner.rebuild()
@@ -250,6 +264,7 @@ class TrainLoop:
         while self.pos.epoch < self.epochs and not model.stop_training:
             self._run_epoch()
         self.supervisor.end(self)
+        unwrap_schedule(model.optimizer)  # unchanged by a rescue: the user's, as given
         if self.epochs > 0 and isinstance(model.optimizer, keras.optimizers.Optimizer):
             # model.fit's last act before on_train_end: an optimizer built with
             # use_ema=True puts its moving averages into the weights (else a no-op).

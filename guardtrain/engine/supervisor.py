@@ -38,6 +38,7 @@ from guardtrain.core.verdicts import NO_PROGRESS, Verdict
 from guardtrain.core.rates import round_rate
 from guardtrain.core.rescue import RescueConfig
 from guardtrain.engine.forward_probe import probe_forward
+from guardtrain.engine.schedules import ScaledSchedule, scaled_schedule_of
 from guardtrain.records.attempts_file import write_attempts
 
 __all__ = ["GuardSupervisor", "make_optimizer"]
@@ -66,7 +67,13 @@ def make_optimizer(name: str, learning_rate: float, previous=None) -> keras.opti
     if inner is not None:
         config = inner.get_config()
         kept = {k: config[k] for k in _KEPT_OPTIONS if config.get(k) is not None}
-    optimizer = cls(learning_rate=float(learning_rate), **kept)
+    rate = float(learning_rate)
+    schedule = scaled_schedule_of(previous) if previous is not None else None
+    if schedule is not None:
+        # The user's schedule, scaled to give ``learning_rate`` now (engine/schedules).
+        rate = ScaledSchedule(schedule.schedule)
+        rate.set_rate(float(learning_rate), inner.iterations)
+    optimizer = cls(learning_rate=rate, **kept)
     if not scaled:
         return optimizer
     # The scale the previous one had found, and the user's growth setting: a fresh 2**15
@@ -399,10 +406,13 @@ def _falling(window, fraction: float) -> bool:
 
 
 def _has_schedule(optimizer) -> bool:
-    # Assigning a rate to an optimizer built with a schedule raises (Keras 3): such an
-    # optimizer is rebuilt with a constant rate instead.
-    return isinstance(getattr(optimizer, "_learning_rate", None),
-                      keras.optimizers.schedules.LearningRateSchedule)
+    # Assigning a rate to an optimizer built with a schedule raises (Keras 3); the loop
+    # wraps it in a ScaledSchedule, which is set through its multiplier. Any other
+    # schedule (put in by a callback during the run) is rebuilt at a constant rate.
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    rate = getattr(inner, "_learning_rate", None)
+    return (isinstance(rate, keras.optimizers.schedules.LearningRateSchedule)
+            and not isinstance(rate, ScaledSchedule))
 
 
 def _chunk_rate(stats, loop) -> float:
