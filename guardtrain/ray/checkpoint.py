@@ -174,6 +174,9 @@ def restore_loop(loop, state: Mapping[str, Any]) -> None:
     loop.model.set_weights(state["weights"])
     for variable, value in zip(loop.model.optimizer.variables, optimizer["variables"]):
         variable.assign(value)
+    # A scaled schedule's multiplier is not an optimizer variable: the rate it gave at the
+    # checkpoint sets it again (for a constant rate this assigns the same value).
+    loop.set_learning_rate(optimizer["learning_rate"])
     loop.snapshot.from_numpy(state["snapshot"])
     loop.pos = Position(**state["position"])
     loop.supervisor.restore(state["supervisor"])
