@@ -175,8 +175,11 @@ def restore_loop(loop, state: Mapping[str, Any]) -> None:
     for variable, value in zip(loop.model.optimizer.variables, optimizer["variables"]):
         variable.assign(value)
     # A scaled schedule's multiplier is not an optimizer variable: the rate it gave at the
-    # checkpoint sets it again (for a constant rate this assigns the same value).
-    loop.set_learning_rate(optimizer["learning_rate"])
+    # checkpoint sets it again (a constant rate came back with the variables, exactly).
+    from guardtrain.engine.schedules import scaled_schedule_of
+
+    if scaled_schedule_of(loop.model.optimizer) is not None:
+        loop.set_learning_rate(optimizer["learning_rate"])
     loop.snapshot.from_numpy(state["snapshot"])
     loop.pos = Position(**state["position"])
     loop.supervisor.restore(state["supervisor"])
