@@ -376,3 +376,35 @@ def test_an_ema_optimizer_ends_on_its_averages_as_model_fit_does(tmp_path, repli
     mine, ref, ours, theirs, _ = _both(build, x, y, tmp_path, epochs=2,
                                        launch=LaunchConfig(cpu_replicas=replicas))
     _assert_same(mine, ref, ours, theirs, tol=TOL if replicas == 1 else 1e-5)
+
+
+def test_a_list_of_labels_for_several_outputs_is_paired_by_position_as_model_fit_does(
+        tmp_path):
+    """``y=[y_a, y_b]`` for outputs ``a``, ``b`` (per-output losses and loss_weights):
+    trained as model.fit trains it, also with a validation split."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 4)).astype("float32")
+    y_a = (x[:, :1] * 2).astype("float32")
+    y_b = (x[:, 1:2] > 0).astype("float32")
+
+    def build():
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((4,))
+        h = keras.layers.Dense(8, activation="relu")(inp)
+        model = keras.Model(inp, [keras.layers.Dense(1, name="a")(h),
+                                  keras.layers.Dense(1, activation="sigmoid", name="b")(h)])
+        model.compile("adam", ["mse", "binary_crossentropy"], loss_weights=[1.0, 0.5])
+        return model
+
+    plain = build()
+    history = plain.fit(x, [y_a, y_b], batch_size=32, epochs=2, shuffle=False, verbose=0,
+                        validation_split=0.25)
+    guarded = build()
+    result = gt.fit(guarded, x, [y_a, y_b], batch_size=32, epochs=2, shuffle=False,
+                    verbose=0, validation_split=0.25, run_dir=tmp_path)
+    for key in ("loss", "a_loss", "b_loss", "val_loss"):
+        assert result.logs[key] == pytest.approx(history.history[key][-1], abs=1e-6), key
+    for u, v in zip(plain.get_weights(), guarded.get_weights()):
+        np.testing.assert_allclose(u, v, atol=1e-6)

@@ -45,6 +45,21 @@ def _resolve_verbose(verbose) -> int:
     return int(verbose)
 
 
+def _labels_by_output(model, y):
+    """``[y_a, y_b]`` for a model with outputs ``a``, ``b``: ``{"a": y_a, "b": y_b}``, the
+    pairing model.fit makes by position; anything else as it is."""
+    if not (isinstance(model, keras.Model) and isinstance(y, (list, tuple)) and len(y) > 1
+            and all(hasattr(v, "shape") and len(getattr(v, "shape", ())) > 0 for v in y)):
+        return y
+    try:
+        names = list(model.output_names)
+    except (AttributeError, ValueError):  # a subclassed model not built yet: no names
+        return y
+    if len(names) != len(y) or len(set(names)) != len(names):
+        return y
+    return dict(zip(names, y))
+
+
 def _check_fit_args(**values) -> None:
     """The rules a JOB file's keys follow too (``guardtrain.core.fit_args``), as GT108."""
     v = Validator("fit", code="GT108")
@@ -231,6 +246,12 @@ def _fit(*, model, x, y, batch_size, epochs, verbose, callbacks, validation_spli
     if isinstance(validation_data, list):
         # Keras reads [x_val, y_val] as (x_val, y_val); the loop reads tuples only.
         validation_data = tuple(validation_data)
+    # Several outputs' labels as a list or tuple: model.fit pairs them with model.outputs
+    # by position; the pipeline and the check read them as a dict by output name.
+    y = _labels_by_output(model, y)
+    if isinstance(validation_data, tuple) and len(validation_data) >= 2:
+        validation_data = (validation_data[0], _labels_by_output(model, validation_data[1]),
+                           *validation_data[2:])
     _refuse_by_input(_input_kind(x), launch, y=y, validation_split=validation_split,
                      validation_data=validation_data, class_weight=class_weight,
                      sample_weight=sample_weight)
