@@ -27,7 +27,7 @@ def run(cols, reference, config=CFG):
 
 
 def patience(config=CFG):
-    return config.warmup_steps + config.no_progress_windows * config.window_steps
+    return config.no_progress_after
 
 
 def test_a_flat_loss_at_chance_with_moving_weights_is_no_progress_after_its_patience():

@@ -158,6 +158,11 @@ class GuardConfig:
         v.raise_if_any()
 
     @property
+    def no_progress_after(self) -> int:
+        """Steps an attempt runs before NO_PROGRESS may be judged (a slow start's grace)."""
+        return self.warmup_steps + self.no_progress_windows * self.window_steps
+
+    @property
     def measure_every(self) -> int:
         """The norms are measured on every ``measure_every``-th step."""
         if self.stats_every is not None:

@@ -344,8 +344,7 @@ def no_progress(f: Figures, config: GuardConfig) -> Verdict | None:
         return None
     # A slow healthy start gets no_progress_windows windows to leave the reference, and a
     # rate still warming up (a schedule) explains a loss that has not moved yet.
-    if f.attempt_steps is not None and f.attempt_steps < (
-            config.warmup_steps + config.no_progress_windows * config.window_steps):
+    if f.attempt_steps is not None and f.attempt_steps < config.no_progress_after:
         return None
     floor = (1 - config.no_progress_fraction) * reference
     val = f.base.validation

@@ -216,17 +216,15 @@ def decide(verdict: Verdict, state: RescueState, config: RescueConfig, *,
         return _switch(verdict, state, config, **at,
                        why=f"{state.lr_moves} learning-rate moves on {state.optimizer} did "
                            f"not help")
-    if verdict.kind == STALLED:
-        rates = _rates(now, config.probe_multipliers, config)
+    if verdict.kind in (STALLED, NO_PROGRESS):
+        # STALLED probes larger rates; NO_PROGRESS a smaller and a larger one.
+        stalled = verdict.kind == STALLED
+        rates = _rates(now, config.probe_multipliers if stalled
+                       else config.no_progress_multipliers, config)
         if not rates:
             return _switch(verdict, state, config, **at,
-                           why=f"no rate above {now:.1e} within max_learning_rate")
-        return _probe(verdict, state, config, rates, **at)
-    if verdict.kind == NO_PROGRESS:
-        rates = _rates(now, config.no_progress_multipliers, config)
-        if not rates:
-            return _switch(verdict, state, config, **at,
-                           why=f"no rate around {now:.1e} within max_learning_rate")
+                           why=f"no rate {'above' if stalled else 'around'} {now:.1e} "
+                               f"within max_learning_rate")
         return _probe(verdict, state, config, rates, **at)
     # DIVERGED, OSCILLATING: the rate is too high for these weights.
     return _adjust(verdict, state, config, from_step=int(snapshot_step), learning_rate=now,

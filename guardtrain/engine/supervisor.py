@@ -38,7 +38,7 @@ from guardtrain.core.verdicts import NO_PROGRESS, Verdict
 from guardtrain.core.rates import round_rate
 from guardtrain.core.rescue import RescueConfig
 from guardtrain.engine.forward_probe import probe_forward
-from guardtrain.engine.schedules import ScaledSchedule, scaled_schedule_of
+from guardtrain.engine.schedules import ScaledSchedule, inner_optimizer, scaled_schedule_of
 from guardtrain.records.attempts_file import write_attempts
 
 __all__ = ["GuardSupervisor", "make_optimizer"]
@@ -63,7 +63,7 @@ def make_optimizer(name: str, learning_rate: float, previous=None) -> keras.opti
     cls = type(keras.optimizers.get(name))
     kept = {}
     scaled = isinstance(previous, keras.optimizers.LossScaleOptimizer)
-    inner = previous.inner_optimizer if scaled else previous
+    inner = inner_optimizer(previous) if previous is not None else None
     if inner is not None:
         config = inner.get_config()
         kept = {k: config[k] for k in _KEPT_OPTIONS if config.get(k) is not None}
@@ -232,8 +232,7 @@ class GuardSupervisor:
         # learned (labels without signal can be memorised by a large enough model).
         memorised = final < floor
         gap = (final - reference) / reference
-        config = self.guard_config
-        patience = config.warmup_steps + config.no_progress_windows * config.window_steps
+        patience = self.guard_config.no_progress_after
         ran = self.gstate.attempt_steps
         short = (f"; only {ran} steps ran, fewer than the {patience} the guard gives a slow "
                  f"start: train longer if this is one" if ran < patience else "")
@@ -409,8 +408,7 @@ def _has_schedule(optimizer) -> bool:
     # Assigning a rate to an optimizer built with a schedule raises (Keras 3); the loop
     # wraps it in a ScaledSchedule, which is set through its multiplier. Any other
     # schedule (put in by a callback during the run) is rebuilt at a constant rate.
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    rate = getattr(inner, "_learning_rate", None)
+    rate = getattr(inner_optimizer(optimizer), "_learning_rate", None)
     return (isinstance(rate, keras.optimizers.schedules.LearningRateSchedule)
             and not isinstance(rate, ScaledSchedule))
 
