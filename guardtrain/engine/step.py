@@ -139,12 +139,6 @@ class StepRunner:
                 keras.src.losses.loss.unscale_loss_for_distribution(loss),
                 sample_weight=tf.shape(_first_input(x))[0])
             scaled = optimizer.scale_loss(loss)
-        if self.loss_scaled:
-            # The scale the loss was multiplied by, read before apply_gradients moves it:
-            # the statistics are of the true gradient (docs/architecture.md, "What the
-            # loop measures").
-            unscale = tf.cast(1.0 / tf.cast(optimizer.dynamic_scale, tf.float32) ** 2,
-                              tf.float32)
         variables = model.trainable_variables
         grads = tape.gradient(scaled, variables)
         grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, variables)]
@@ -153,6 +147,11 @@ class StepRunner:
             # tf.identity forces the read here (``v.value`` may be the variable itself, read
             # lazily after the update); the read is a snapshot the update does not change.
             before = [tf.identity(v.value) for v in variables]
+            if self.loss_scaled:
+                # The scale the loss was multiplied by, read before apply_gradients moves
+                # it, on measured steps only: the statistics are of the true gradient
+                # (docs/architecture.md, "What the loop measures").
+                unscale = 1.0 / tf.cast(optimizer.dynamic_scale, tf.float32) ** 2
         optimizer.apply_gradients(zip(grads, variables))
         model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         # The loss and whether this batch's inputs, labels and weights were all finite:
