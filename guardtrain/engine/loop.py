@@ -32,7 +32,8 @@ from guardtrain.records.history import HistoryWriter
 from guardtrain.engine.snapshot import Snapshot
 from guardtrain.core.rates import round_rate
 from guardtrain.core.stats import median_last, summarise_chunk
-from guardtrain.engine.schedules import scaled_schedule_of, unwrap_schedule, wrap_schedule
+from guardtrain.engine.schedules import (inner_optimizer, scaled_schedule_of, unwrap_schedule,
+                                         wrap_schedule)
 from guardtrain.engine.step import StepRunner
 
 __all__ = ["TrainLoop", "Supervisor", "Unsupervised"]
@@ -204,8 +205,7 @@ class TrainLoop:
     @property
     def optimizer_name(self) -> str:
         # Under mixed precision the optimizer is a LossScaleOptimizer around the real one.
-        optimizer = self.model.optimizer
-        return type(getattr(optimizer, "inner_optimizer", optimizer)).__name__.lower()
+        return type(inner_optimizer(self.model.optimizer)).__name__.lower()
 
     def switch_optimizer(self, make_optimizer) -> None:
         """Installs ``make_optimizer()``, created and built in the strategy's scope (an

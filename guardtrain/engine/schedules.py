@@ -14,7 +14,14 @@ from __future__ import annotations
 
 import keras
 
-__all__ = ["ScaledSchedule", "wrap_schedule", "unwrap_schedule", "scaled_schedule_of"]
+__all__ = ["ScaledSchedule", "wrap_schedule", "unwrap_schedule", "scaled_schedule_of",
+           "inner_optimizer"]
+
+
+def inner_optimizer(optimizer):
+    """The optimizer that holds the rate: the one a ``LossScaleOptimizer`` wraps (mixed
+    precision), or ``optimizer`` itself."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
 
 
 @keras.saving.register_keras_serializable(package="guardtrain")
@@ -59,15 +66,14 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 def scaled_schedule_of(optimizer) -> ScaledSchedule | None:
     """The optimizer's ``ScaledSchedule`` (inside a LossScaleOptimizer too), or None."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
-    rate = getattr(inner, "_learning_rate", None)
+    rate = getattr(inner_optimizer(optimizer), "_learning_rate", None)
     return rate if isinstance(rate, ScaledSchedule) else None
 
 
 def wrap_schedule(optimizer) -> ScaledSchedule | None:
     """Wraps a schedule the optimizer runs on (call in the strategy's scope, before the
     first step is traced); returns the wrapper, or None for a constant rate."""
-    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    inner = inner_optimizer(optimizer)
     rate = getattr(inner, "_learning_rate", None)
     if isinstance(rate, ScaledSchedule) or not isinstance(
             rate, keras.optimizers.schedules.LearningRateSchedule):
@@ -81,4 +87,4 @@ def unwrap_schedule(optimizer) -> None:
     """Gives the user's schedule back when no rescue moved the multiplier."""
     wrapped = scaled_schedule_of(optimizer)
     if wrapped is not None and wrapped.factor == 1.0:
-        getattr(optimizer, "inner_optimizer", optimizer).learning_rate = wrapped.schedule
+        inner_optimizer(optimizer).learning_rate = wrapped.schedule
